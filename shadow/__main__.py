@@ -1,0 +1,5 @@
+"""``python -m shadow`` runs the CLI."""
+
+from shadow.cli import main
+
+main()
