@@ -1,0 +1,460 @@
+"""``shadow.toml``: frozen, keyword-only dataclasses built once at the CLI edge.
+
+Every section is optional; a missing key takes the default documented in
+``examples/shadow.toml``. Values are checked when the dataclass is built, and a bad one raises
+:class:`~shadow.errors.ConfigError` naming the key, the value and the fix::
+
+    replay.speed has value -3; it must be > 0 (in shadow.toml)
+
+Unknown keys are errors too (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from shadow.errors import ConfigError
+
+__all__ = [
+    "ArmConfig",
+    "CaptureConfig",
+    "Config",
+    "GateRule",
+    "KafkaConfig",
+    "ModelPrice",
+    "RedactionConfig",
+    "ReplayConfig",
+    "SafetyConfig",
+    "SamplingConfig",
+    "SliceRule",
+    "ValidatorsConfig",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_TOPIC = "shadow.traces"
+INFERENCE_PATHS = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/responses",
+)
+
+
+class _Invalid(Exception):
+    """A field's value is unusable; the loader adds the section path and the file."""
+
+    def __init__(self, key: str, value: object, fix: str) -> None:
+        super().__init__(key, value, fix)
+        self.key, self.value, self.fix = key, value, fix
+
+
+def _require(ok: bool, key: str, value: object, fix: str) -> None:
+    if not ok:
+        raise _Invalid(key, value, fix)
+
+
+def _positive(obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _require(value > 0, name, value, "it must be > 0")
+
+
+def _fraction(obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _require(0.0 <= value <= 1.0, name, value, "it must be between 0 and 1")
+
+
+def _regexes(key: str, patterns: tuple[str, ...]) -> None:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise _Invalid(key, pattern, f"it is not a valid regular expression ({exc})") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingConfig:
+    """Which exchanges the sidecar tees: a rate, optionally consistent on a header's value."""
+
+    rate: float = 1.0
+    key_header: str = ""
+    """When set, hash this header's value so a user's or session's requests are all in or out."""
+
+    def __post_init__(self) -> None:
+        _fraction(self, "rate")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaptureConfig:
+    """The capture sidecar (``shadow capture``)."""
+
+    upstream: str = ""
+    listen: str = "127.0.0.1:8080"
+    service: str = ""
+    body_cap_bytes: int = 1 << 20
+    queue_size: int = 10_000
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 300.0
+    admin_prefix: str = "/shadow"
+    spool_dir: str = ".shadow-spool"
+    spool_max_bytes: int = 1 << 30
+    shutdown_grace_s: float = 10.0
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def __post_init__(self) -> None:
+        _positive(self, "body_cap_bytes", "queue_size", "connect_timeout_s", "read_timeout_s")
+        _positive(self, "spool_max_bytes", "shutdown_grace_s")
+        if self.upstream:
+            _require(
+                self.upstream.startswith(("http://", "https://")),
+                "upstream",
+                self.upstream,
+                "it must be an http:// or https:// URL",
+            )
+        host, sep, port = self.listen.rpartition(":")
+        _require(bool(sep and host and port.isdigit()), "listen", self.listen, "use HOST:PORT")
+        _require(
+            self.admin_prefix.startswith("/") and len(self.admin_prefix) > 1,
+            "admin_prefix",
+            self.admin_prefix,
+            "use a path such as '/shadow'",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class KafkaConfig:
+    """Kafka producer/consumer settings shared by capture, replay and mirror."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    topic: str = DEFAULT_TOPIC
+    acks: Literal["all", "1", "0"] = "all"
+    compression: Literal["none", "gzip", "lz4", "zstd"] = "zstd"
+    linger_ms: int = 5
+    idempotence: bool = False
+    """Off by default: the embedded broker (Tansu 0.6) does not support InitProducerId."""
+    key: str = "trace_id"
+    """``trace_id``, or ``header:NAME`` to key by a session header and keep sessions ordered."""
+    group_id: str = "shadow-replay"
+
+    def __post_init__(self) -> None:
+        _require(bool(self.bootstrap), "bootstrap", self.bootstrap, "use HOST:PORT[,HOST:PORT]")
+        _require(bool(self.topic), "topic", self.topic, "name a topic")
+        _require(self.linger_ms >= 0, "linger_ms", self.linger_ms, "it must be >= 0")
+        _require(
+            self.key == "trace_id" or (self.key.startswith("header:") and len(self.key) > 7),
+            "key",
+            self.key,
+            "use 'trace_id' or 'header:NAME'",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArmConfig:
+    """How one arm (baseline or candidate) is called during replay."""
+
+    url: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    api_key_env: str = ""
+    """Name of the environment variable holding this arm's credentials (sent as a Bearer token).
+
+    Captured credentials are never replayed."""
+    body_overrides: Mapping[str, Any] = field(default_factory=dict)
+    """JSON keys set on every request body, e.g. ``{ model = "small-v2" }``."""
+    timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.url:
+            _require(
+                self.url.startswith(("http://", "https://")),
+                "url",
+                self.url,
+                "it must be an http:// or https:// URL",
+            )
+        _positive(self, "timeout_s")
+        secret = {"authorization", "x-api-key", "api-key", "cookie"}
+        for name in self.headers:
+            _require(
+                name.lower() not in secret,
+                f"headers.{name}",
+                "<redacted>",
+                "put credentials in an environment variable and name it in api_key_env",
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayConfig:
+    """The replayer (``shadow replay``) and live mirror (``shadow mirror``)."""
+
+    speed: float = 1.0
+    max_in_flight: int = 10_000
+    repeat_baseline: bool = False
+    retries: int = 0
+    allowed_paths: tuple[str, ...] = INFERENCE_PATHS
+    """Only these request paths are replayed; others are skipped and counted (side-effect guard)."""
+    batch_rows: int = 1_000
+
+    def __post_init__(self) -> None:
+        _positive(self, "speed", "max_in_flight", "batch_rows")
+        _require(self.retries >= 0, "retries", self.retries, "it must be >= 0")
+        for path in self.allowed_paths:
+            _require(path.startswith("/"), "allowed_paths", path, "each path must start with '/'")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SafetyConfig:
+    """Rails that stop a replay from hurting a target or a budget."""
+
+    max_cost_usd: float | None = None
+    breaker_error_rate: float = 0.5
+    breaker_min_requests: int = 20
+    breaker_cooldown_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_cost_usd is not None:
+            _positive(self, "max_cost_usd")
+        _fraction(self, "breaker_error_rate")
+        _positive(self, "breaker_min_requests", "breaker_cooldown_s")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelPrice:
+    """USD per million tokens for one model."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("input", "output", "cached_input"):
+            value = getattr(self, name)
+            if value is not None:
+                _require(value >= 0, name, value, "a price must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SliceRule:
+    """One slice label: taken from a request header or a JSON path into the request body."""
+
+    name: str
+    header: str = ""
+    json_path: str = ""
+    default: str = ""
+
+    def __post_init__(self) -> None:
+        _require(bool(self.name), "name", self.name, "every slice rule needs a name")
+        _require(
+            bool(self.header) != bool(self.json_path),
+            "header",
+            self.header or self.json_path,
+            f"slice {self.name!r} needs exactly one of header or json_path",
+        )
+        if self.json_path:
+            _require(
+                re.fullmatch(r"\$(\.[A-Za-z0-9_-]+)+", self.json_path) is not None,
+                "json_path",
+                self.json_path,
+                "use a dotted path such as '$.metadata.intent'",
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedactionConfig:
+    """What the sidecar removes before a record leaves the process."""
+
+    headers: tuple[str, ...] = ()
+    """Extra header names to redact beyond Authorization, Cookie, Set-Cookie, X-Api-Key, api-key."""
+    json_paths: tuple[str, ...] = ()
+    scrub_emails: bool = True
+    scrub_cards: bool = True
+    scrub_tokens: bool = True
+    """Bearer tokens and common provider API-key shapes in bodies."""
+    patterns: tuple[str, ...] = ()
+    """Extra regular expressions to scrub from bodies."""
+    replacement: str = "[REDACTED]"
+
+    def __post_init__(self) -> None:
+        _regexes("patterns", self.patterns)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ValidatorsConfig:
+    """What makes a response successful beyond 2xx and a parseable body."""
+
+    non_empty: bool = True
+    json_schema: str = ""
+    """Path to a JSON Schema file that the output text must satisfy (for JSON-mode pipelines)."""
+    refusal_patterns: tuple[str, ...] = ()
+    max_chars: int | None = None
+
+    def __post_init__(self) -> None:
+        _regexes("refusal_patterns", self.refusal_patterns)
+        if self.max_chars is not None:
+            _positive(self, "max_chars")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateRule:
+    """One ``[[gate]]`` rule of ``shadow gate`` (see DESIGN.md for the semantics)."""
+
+    metric: str
+    max_increase_pct: float | None = None
+    max_decrease_pct: float | None = None
+    max: float | None = None
+    min: float | None = None
+    by: tuple[str, ...] = ()
+    min_samples: int = 30
+
+    def __post_init__(self) -> None:
+        bounds = [self.max_increase_pct, self.max_decrease_pct, self.max, self.min]
+        _require(
+            sum(b is not None for b in bounds) == 1,
+            "metric",
+            self.metric,
+            "give exactly one of max_increase_pct, max_decrease_pct, max, min",
+        )
+        _positive(self, "min_samples")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Everything ``shadow.toml`` can set."""
+
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    arms: Mapping[str, ArmConfig] = field(default_factory=dict)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    pricing: Mapping[str, ModelPrice] = field(default_factory=dict)
+    slices: tuple[SliceRule, ...] = ()
+    redaction: RedactionConfig = field(default_factory=RedactionConfig)
+    validators: ValidatorsConfig = field(default_factory=ValidatorsConfig)
+    gate: tuple[GateRule, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in self.arms:
+            _require(
+                name in ("baseline", "candidate"),
+                f"arms.{name}",
+                name,
+                "arms are 'baseline' and 'candidate'",
+            )
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load ``shadow.toml`` from ``path``; ``None`` gives the defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config {path} is not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    return parse_config(data, source=str(path))
+
+
+def parse_config(data: Mapping[str, Any], *, source: str = "config") -> Config:
+    """Build a :class:`Config` from already-parsed TOML data."""
+    return _build(Config, data, prefix="", source=source)
+
+
+_T = typing.TypeVar("_T")
+
+
+def _build(cls: type[_T], data: object, *, prefix: str, source: str) -> _T:
+    where = prefix.rstrip(".") or "the top level"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a table, got {data!r} (in {source})")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{prefix}{unknown[0]} is not a known key; known keys here: "
+            f"{', '.join(sorted(fields))} (in {source})"
+        )
+    kwargs = {
+        name: _convert(hints[name], value, key=f"{prefix}{name}", source=source)
+        for name, value in data.items()
+    }
+    try:
+        return cls(**kwargs)
+    except _Invalid as bad:
+        # Show the value as written (``-3``), not as converted (``-3.0``), when the key is plain.
+        written = data.get(bad.key, bad.value)
+        shown = written if written == bad.value else bad.value
+        raise ConfigError(
+            f"{prefix}{bad.key} has value {shown!r}; {bad.fix} (in {source})"
+        ) from None
+    except TypeError as exc:  # a required key is missing
+        missing = re.search(r"argument: '(\w+)'", str(exc))
+        name = missing.group(1) if missing else "a required key"
+        raise ConfigError(f"{prefix}{name} is required in {where} (in {source})") from None
+
+
+def _convert(tp: Any, value: object, *, key: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and build nested dataclasses."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{key} has value {value!r}; it must be {expected} (in {source})")
+
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _build(tp, value, prefix=f"{key}.", source=source)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, key=key, source=source)
+    if origin is Literal:
+        text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        if text not in args:
+            raise bad("one of " + ", ".join(repr(a) for a in args))
+        return text
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise bad("a list")
+        return tuple(
+            _convert(args[0], item, key=f"{key}[{i}]", source=source)
+            for i, item in enumerate(value)
+        )
+    if origin in (Mapping, dict) or tp is Mapping:
+        if not isinstance(value, Mapping):
+            raise bad("a table")
+        inner = args[1] if args else Any
+        return {k: _convert(inner, v, key=f"{key}.{k}", source=source) for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad("a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    raise TypeError(f"config annotation {tp!r} at {key} is not supported")  # pragma: no cover
