@@ -1,0 +1,49 @@
+"""Session-wide real parts: the embedded Kafka broker and simulated model servers.
+
+Each runs on an ephemeral port on 127.0.0.1 and is shared by every test of the session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shadow.broker import EmbeddedBroker
+from shadow.mockllm import MockLLMServer
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+AZURE_CSV = SHARED_DATA / "azure_llm_code_2023.csv"
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    """The embedded Kafka-compatible broker (Tansu) on a free port."""
+    with EmbeddedBroker(port=0) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def mock_large() -> Iterator[MockLLMServer]:
+    """mock-llm with the ``large`` profile, delays compressed 100x."""
+    with MockLLMServer("large", seed=7, time_scale=0.01) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mock_routed() -> Iterator[MockLLMServer]:
+    """mock-llm with the ``routed`` profile, delays compressed 100x."""
+    with MockLLMServer("routed", seed=7, time_scale=0.01) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def azure_csv() -> Path:
+    """The public Azure LLM code trace that ships in ../shared/data."""
+    if not AZURE_CSV.exists():
+        pytest.fail(
+            f"{AZURE_CSV} is missing: the tests need the shared data folder beside the repo"
+        )
+    return AZURE_CSV
