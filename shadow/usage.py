@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from capture.sse import StreamSummary
+from shadow.sse import StreamSummary
 from shadow.tokens import count_tokens, prompt_text
 from shadow.trace import Usage
 

@@ -1,4 +1,4 @@
-"""capture.usage: reported usage in both namings, estimates when absent, output text."""
+"""shadow.usage: reported usage in both namings, estimates when absent, output text."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import httpx
 import msgspec
 import pytest
 
-from capture.sse import StreamSummary, reassemble
-from capture.usage import extract_usage, output_text
 from shadow.mockllm import MockLLMServer
+from shadow.sse import StreamSummary, reassemble
 from shadow.tokens import count_tokens
 from shadow.trace import Usage
+from shadow.usage import extract_usage, output_text
 
 
 def js(value: object) -> bytes:

@@ -1,4 +1,4 @@
-"""capture.sse: SSE reassembly at any chunking, line endings, tool calls, usage, arrival times."""
+"""shadow.sse: SSE reassembly at any chunking, line endings, tool calls, usage, arrival times."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from capture.sse import StreamSummary, is_event_stream, reassemble
 from shadow.mockllm import MockLLMServer
+from shadow.sse import StreamSummary, is_event_stream, reassemble
 
 
 def event(payload: dict[str, Any] | str, eol: bytes = b"\n") -> bytes:

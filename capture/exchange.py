@@ -1,0 +1,219 @@
+"""One captured exchange: raw facts gathered on the live path, turned into a TraceRecord later.
+
+The live path only appends bytes (up to the body cap) and reads clocks into an
+:class:`Exchange`. Everything that costs CPU (JSON parsing, SSE reassembly, redaction, slice
+extraction, encoding) happens in :class:`RecordBuilder`, which the tee worker runs off the
+request path.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from capture.redact import Redactor
+from capture.slices import SliceExtractor
+from shadow.sse import StreamSummary, is_event_stream, reassemble
+from shadow.trace import HttpRequest, HttpResponse, Timing, TraceRecord, body_fields
+from shadow.usage import extract_usage
+
+__all__ = ["Exchange", "RecordBuilder", "TraceIds"]
+
+
+class TraceIds:
+    """Unique, time-ordered trace ids: 13 hex digits of epoch ms, then 12 random hex digits.
+
+    The random part comes from a generator seeded once from the OS, which is several times
+    cheaper per id than ``secrets`` and unique enough (48 bits per millisecond).
+    """
+
+    def __init__(self) -> None:
+        self._random = random.Random(secrets.randbits(64))
+
+    def next(self) -> str:
+        """A new trace id."""
+        return f"{time.time_ns() // 1_000_000:013x}{self._random.getrandbits(48):012x}"
+
+
+class _Capped:
+    """A byte buffer that keeps at most ``cap`` bytes and counts everything offered."""
+
+    __slots__ = ("buf", "cap", "size")
+
+    def __init__(self, cap: int) -> None:
+        self.buf = bytearray()
+        self.cap = cap
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        room = self.cap - len(self.buf)
+        if room > 0:
+            self.buf += chunk[:room]
+
+    @property
+    def truncated(self) -> bool:
+        return self.size > len(self.buf)
+
+
+@dataclass(slots=True, kw_only=True)
+class Exchange:
+    """Raw facts of one request/response, filled in on the live path."""
+
+    trace_id: str
+    started_ns: int
+    """Epoch nanoseconds when the request reached the sidecar."""
+    t0: float
+    """``time.perf_counter()`` at the same moment, for durations."""
+    method: str
+    path: str
+    query: str
+    request_headers: list[tuple[bytes, bytes]]
+    cap: int
+    request_body: _Capped = field(init=False)
+    status: int | None = None
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    response_body: _Capped = field(init=False)
+    chunks: list[tuple[float, bytes]] | None = None
+    """(offset ms, bytes) per response chunk, kept for event streams only."""
+    latency_ms: float | None = None
+    upstream_ms: float | None = None
+    """Time spent waiting on the upstream: sent request to last response byte."""
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.request_body = _Capped(self.cap)
+        self.response_body = _Capped(self.cap)
+
+    def add_response_chunk(self, chunk: bytes) -> None:
+        """Keep a response chunk (up to the cap), with its arrival offset if streaming."""
+        before = len(self.response_body.buf)
+        self.response_body.add(chunk)
+        if self.chunks is not None and len(self.response_body.buf) > before:
+            kept = bytes(self.response_body.buf[before:])
+            self.chunks.append(((time.perf_counter() - self.t0) * 1000.0, kept))
+
+    def finish(self) -> None:
+        """Stamp the end-to-end latency (first request byte to last response byte)."""
+        self.latency_ms = (time.perf_counter() - self.t0) * 1000.0
+
+
+def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        out[key] = f"{out[key]}, {text}" if key in out else text
+    return out
+
+
+class RecordBuilder:
+    """Turns an :class:`Exchange` into a redacted :class:`TraceRecord` (off the live path)."""
+
+    def __init__(
+        self,
+        *,
+        redactor: Redactor,
+        slices: SliceExtractor,
+        service: str = "",
+        sidecar: str = "",
+        key_header: str = "",
+    ) -> None:
+        self.redactor = redactor
+        self.slices = slices
+        self.service = service
+        self.sidecar = sidecar
+        self.key_header = key_header.lower()
+
+    def build(self, ex: Exchange) -> tuple[TraceRecord, bytes]:
+        """The record and its Kafka key (the trace id, or the session header's value)."""
+        req_headers = _headers(ex.request_headers)
+        resp_headers = _headers(ex.response_headers)
+        req_raw = _decoded(bytes(ex.request_body.buf), req_headers)
+        resp_raw = _decoded(bytes(ex.response_body.buf), resp_headers)
+        stream: StreamSummary | None = None
+        if ex.chunks is not None or is_event_stream(resp_headers.get("content-type", "")):
+            stream = reassemble(ex.chunks if ex.chunks is not None else [(0.0, resp_raw)])
+        slices = self.slices.extract(req_headers, req_raw)
+        usage = extract_usage(req_raw, resp_raw, stream, ex.status or 0)
+        key = ex.trace_id.encode()
+        if self.key_header and self.key_header in req_headers:
+            key = req_headers[self.key_header].encode("utf-8", "replace")
+
+        red = self.redactor
+        request = HttpRequest(
+            method=ex.method,
+            path=ex.path,
+            query=red.query(ex.query) if ex.query else "",
+            headers=red.headers(req_headers),
+            **_body(
+                red.body(req_raw, req_headers.get("content-type", "")),
+                ex.request_body.truncated,
+            ),
+        )
+        response: HttpResponse | None = None
+        if ex.status is not None:
+            if stream is not None:
+                text = red.text(stream.text).encode()
+                body = _body(text, ex.response_body.truncated)
+            else:
+                body = _body(
+                    red.body(resp_raw, resp_headers.get("content-type", "")),
+                    ex.response_body.truncated,
+                )
+            response = HttpResponse(
+                status=ex.status,
+                headers=red.headers(resp_headers),
+                stream=stream is not None,
+                chunk_offsets_ms=stream.chunk_offsets_ms if stream is not None else None,
+                **body,
+            )
+        record = TraceRecord(
+            trace_id=ex.trace_id,
+            captured_at=ex.started_ns,
+            service=self.service,
+            sidecar=self.sidecar,
+            request=request,
+            response=response,
+            timing=Timing(
+                latency_ms=ex.latency_ms,
+                ttft_ms=stream.ttft_ms if stream is not None else None,
+            ),
+            usage=usage,
+            slices=slices,
+            error=ex.error,
+        )
+        return record, key
+
+
+_UNREADABLE = b"[shadow: body not captured: unsupported content-encoding]"
+
+
+def _decoded(data: bytes, headers: dict[str, str]) -> bytes:
+    """The body with its content-encoding undone, so redaction sees plain bytes.
+
+    gzip and deflate are decoded (a body cut at the cap decodes as far as it goes). A body in
+    an encoding shadow cannot read (e.g. br, zstd) is not captured at all: compressed bytes
+    cannot be scrubbed, and nothing unscrubbed leaves the sidecar.
+    """
+    encoding = headers.get("content-encoding", "").strip().lower()
+    if not encoding or encoding == "identity" or not data:
+        return data
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        # wbits 47 = auto-detect zlib or gzip headers; raw deflate falls back to -15.
+        for wbits in (47, -15):
+            try:
+                return zlib.decompressobj(wbits).decompress(data)
+            except zlib.error:
+                continue
+    return _UNREADABLE
+
+
+def _body(data: bytes, truncated: bool) -> dict[str, Any]:
+    fields = body_fields(data)
+    fields["body_truncated"] = truncated or fields["body_truncated"]
+    return fields
