@@ -37,6 +37,7 @@ __all__ = [
     "SliceRule",
     "ValidatorsConfig",
     "load_config",
+    "override",
     "parse_config",
 ]
 
@@ -106,6 +107,8 @@ class CaptureConfig:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 300.0
     admin_prefix: str = "/shadow"
+    upstream_ca_file: str = ""
+    """CA bundle to verify an https upstream with (default: the system's trust store)."""
     spool_dir: str = ".shadow-spool"
     spool_max_bytes: int = 1 << 30
     shutdown_grace_s: float = 10.0
@@ -458,3 +461,17 @@ def _convert(tp: Any, value: object, *, key: str, source: str) -> Any:
             raise bad("a string")
         return value
     raise TypeError(f"config annotation {tp!r} at {key} is not supported")  # pragma: no cover
+
+
+def override(section: _T, name: str, **changes: Any) -> _T:
+    """A copy of a config section with ``changes`` (e.g. CLI flags), validated like a file.
+
+    ``name`` is the section's key path used in error messages, e.g. ``capture``.
+    """
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if not changes:
+        return section
+    try:
+        return dataclasses.replace(section, **changes)  # type: ignore[type-var]
+    except _Invalid as bad:
+        raise ConfigError(f"{name}.{bad.key} has value {bad.value!r}; {bad.fix}") from None

@@ -108,6 +108,7 @@ class BackgroundServer:
         self.host = host
         self.port = port
         self._config = make_config(app, lifespan=lifespan, **options)
+        self._scheme = "https" if options.get("ssl_certfile") else "http"
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
@@ -115,7 +116,7 @@ class BackgroundServer:
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:8001``."""
-        return f"http://{self.host}:{self.port}"
+        return f"{self._scheme}://{self.host}:{self.port}"
 
     def bind(self) -> socket.socket:
         """Bind and listen now, so :attr:`url` is final before serving starts."""

@@ -163,6 +163,9 @@ class TraceRecord(_Struct, kw_only=True, omit_defaults=False):
     timing: Timing = msgspec.field(default_factory=Timing)
     usage: Usage | None = None
     slices: dict[str, str] = msgspec.field(default_factory=dict)
+    error: str | None = None
+    """Why the exchange did not complete normally, when it did not: ``upstream_unreachable``,
+    ``upstream_timeout``, ``upstream_reset`` or ``client_disconnected``."""
 
     def __post_init__(self) -> None:
         if self.v != SCHEMA_VERSION:

@@ -1,0 +1,84 @@
+"""Prometheus metrics of one sidecar (its own registry: no global state, several per process)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["CaptureMetrics"]
+
+_ADDED_LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+)  # fmt: skip
+
+
+class CaptureMetrics:
+    """The sidecar's counters, gauges and histograms, exposed at ``<prefix>/metrics``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "shadow_capture_requests", "Requests proxied, by status class.", ["status"], registry=r
+        )
+        self._status = {c: self.requests.labels(c) for c in ("1xx", "2xx", "3xx", "4xx", "5xx")}
+        self.request_bytes = Counter(
+            "shadow_capture_request_bytes", "Request body bytes proxied.", registry=r
+        )
+        self.response_bytes = Counter(
+            "shadow_capture_response_bytes", "Response body bytes proxied.", registry=r
+        )
+        self.added_latency = Histogram(
+            "shadow_capture_added_latency_seconds",
+            "Time the sidecar adds to an exchange: total time minus time waiting on the upstream.",
+            buckets=_ADDED_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "shadow_capture_upstream_errors",
+            "Exchanges that failed upstream.",
+            ["kind"],
+            registry=r,
+        )
+        self.records_sent = Counter(
+            "shadow_capture_records_sent", "Records delivered to the sink.", registry=r
+        )
+        self.records_spooled = Counter(
+            "shadow_capture_records_spooled", "Records written to the disk spool.", registry=r
+        )
+        self.records_dropped = Counter(
+            "shadow_capture_records_dropped", "Records lost, by reason.", ["reason"], registry=r
+        )
+        self.records_unsampled = Counter(
+            "shadow_capture_records_unsampled", "Exchanges left out by sampling.", registry=r
+        )
+        self.sink_errors = Counter(
+            "shadow_capture_sink_errors", "Failed deliveries to the sink (Kafka).", registry=r
+        )
+        self.queue_depth = Gauge(
+            "shadow_capture_queue_depth", "Exchanges waiting in the in-memory queue.", registry=r
+        )
+        self.spool_bytes = Gauge(
+            "shadow_capture_spool_bytes", "Bytes held in the on-disk spool.", registry=r
+        )
+
+    def count_status(self, status: int) -> None:
+        """Count one proxied response by its status class."""
+        child = self._status.get(f"{status // 100}xx")
+        if child is not None:
+            child.inc()
+
+    def watch(self, queue_depth: Callable[[], float], spool_bytes: Callable[[], float]) -> None:
+        """Read the two gauges from live state at scrape time."""
+        self.queue_depth.set_function(queue_depth)
+        self.spool_bytes.set_function(spool_bytes)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
+
+    def value(self, name: str, **labels: str) -> float:
+        """Current value of a sample (for tests and health output); 0 when absent."""
+        found = self.registry.get_sample_value(name, labels or None)
+        return 0.0 if found is None else found

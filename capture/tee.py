@@ -1,0 +1,304 @@
+"""The tee: a bounded queue from the live path to the sink, with a disk spool for bad times.
+
+::
+
+    live path ──submit()──▶ queue (bounded) ──worker──▶ build + redact + encode ──▶ sink
+                                                  │ sink failing, or spool not yet empty
+                                                  ▼
+                                            disk spool ──drainer──▶ sink (oldest first)
+
+- :meth:`Tee.submit` never blocks and never raises: a full queue drops and counts.
+- The worker sends batches straight to the sink while it is healthy. When a delivery fails,
+  that batch and every later one go to the spool, so order is kept; the drainer retries the
+  spool with backoff and, once it is empty, the worker goes back to direct delivery.
+- The spool has a disk cap; past it records are dropped and counted, never blocking.
+- Delivery is at-least-once: a batch that timed out may still reach Kafka and also be
+  spooled. ``trace_id`` is unique, so consumers deduplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from capture.exchange import Exchange, RecordBuilder
+from capture.metrics import CaptureMetrics
+from capture.sinks import SinkError, TraceSink
+from capture.spool import Segment, Spool
+from shadow.trace import encode
+
+__all__ = ["DrainReport", "Tee"]
+
+log = logging.getLogger("shadow.capture")
+
+_KEY_LEN = struct.Struct(">H")
+_YIELD_EVERY = 4
+
+
+def _pack(key: bytes, value: bytes) -> bytes:
+    key = key[:65535]
+    return _KEY_LEN.pack(len(key)) + key + value
+
+
+def _unpack(frame: bytes) -> tuple[bytes, bytes]:
+    (n,) = _KEY_LEN.unpack_from(frame)
+    return frame[2 : 2 + n], frame[2 + n :]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DrainReport:
+    """What shutdown managed to deliver and what it left (in the spool, for the next start)."""
+
+    sent: int
+    spooled_pending: int
+    dropped: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.sent} records sent, {self.spooled_pending} left in the spool for the next "
+            f"start, {self.dropped} dropped"
+        )
+
+
+class Tee:
+    """Owns the queue, the worker and drainer tasks, the sink and the spool."""
+
+    def __init__(
+        self,
+        *,
+        builder: RecordBuilder,
+        sink: TraceSink,
+        spool: Spool,
+        metrics: CaptureMetrics,
+        queue_size: int = 10_000,
+        batch_max: int = 500,
+        retry_min_s: float = 0.2,
+        retry_max_s: float = 5.0,
+    ) -> None:
+        self.builder = builder
+        self.sink = sink
+        self.spool = spool
+        self.metrics = metrics
+        self.batch_max = batch_max
+        self.retry_min_s = retry_min_s
+        self.retry_max_s = retry_max_s
+        self._queue: asyncio.Queue[Exchange] = asyncio.Queue(queue_size)
+        self._spool_lock = asyncio.Lock()
+        self._spooling = not spool.empty  # a previous run left records: drain them first
+        self._spool_ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        self.sent = 0
+        metrics.watch(self._queue.qsize, lambda: float(self.spool.bytes_on_disk))
+
+    @property
+    def spooling(self) -> bool:
+        """Whether records currently go to the disk spool instead of straight to the sink."""
+        return self._spooling
+
+    @property
+    def queue_depth(self) -> int:
+        """Exchanges waiting for the worker."""
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        """Start the worker and drainer tasks on the running loop."""
+        if self._tasks:
+            return
+        self._tasks = [
+            asyncio.create_task(self._worker(), name="shadow-tee-worker"),
+            asyncio.create_task(self._drainer(), name="shadow-tee-drainer"),
+        ]
+        if self._spooling:
+            self._spool_ready.set()
+
+    def submit(self, exchange: Exchange) -> None:
+        """Hand an exchange to the tee; never blocks, never raises (drops and counts instead)."""
+        if self._closed:
+            self.metrics.records_dropped.labels("closed").inc()
+            return
+        try:
+            self._queue.put_nowait(exchange)
+        except asyncio.QueueFull:
+            self.metrics.records_dropped.labels("queue_full").inc()
+
+    # -- worker -------------------------------------------------------------------------------
+
+    def _take_batch(self, first: Exchange) -> list[Exchange]:
+        batch = [first]
+        while len(batch) < self.batch_max:
+            try:
+                batch.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return batch
+
+    def _encode(self, batch: Sequence[Exchange]) -> list[tuple[bytes, bytes]]:
+        out = []
+        for exchange in batch:
+            out.extend(self._encode_one(exchange))
+        return out
+
+    async def _encode_yielding(self, batch: Sequence[Exchange]) -> list[tuple[bytes, bytes]]:
+        """Encode a batch, giving the event loop back every few records.
+
+        Building a record costs tens of microseconds; a burst of hundreds built in one go would
+        hold the live path's event loop for milliseconds and show up in its p99.
+        """
+        out = []
+        for i, exchange in enumerate(batch, start=1):
+            out.extend(self._encode_one(exchange))
+            if i % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+        return out
+
+    def _encode_one(self, exchange: Exchange) -> list[tuple[bytes, bytes]]:
+        try:
+            record, key = self.builder.build(exchange)
+            return [(key, encode(record))]
+        except Exception:  # a bug or a pathological body must not stop the tee
+            log.exception("could not build a record for trace %s", exchange.trace_id)
+            self.metrics.records_dropped.labels("build_error").inc()
+            return []
+
+    async def _worker(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = self._take_batch(first)
+            encoded = await self._encode_yielding(batch)
+            if encoded:
+                await self._deliver(encoded)
+            for _ in batch:
+                self._queue.task_done()
+
+    async def _deliver(self, encoded: list[tuple[bytes, bytes]]) -> None:
+        if not self._spooling:
+            try:
+                await self.sink.send_batch(encoded)
+            except SinkError as exc:
+                self.metrics.sink_errors.inc()
+                log.warning("sink %s failed, spooling to disk: %s", self.sink.name, exc)
+                self._spooling = True
+                self._spool_ready.set()
+            else:
+                self._count_sent(len(encoded))
+                return
+        await self._to_spool(encoded)
+
+    async def _to_spool(self, encoded: Sequence[tuple[bytes, bytes]]) -> None:
+        frames = [_pack(key, value) for key, value in encoded]
+        async with self._spool_lock:
+            accepted = await asyncio.to_thread(self.spool.append, frames)
+        self.metrics.records_spooled.inc(accepted)
+        if accepted < len(frames):
+            self.metrics.records_dropped.labels("spool_full").inc(len(frames) - accepted)
+
+    def _count_sent(self, n: int) -> None:
+        self.sent += n
+        self.metrics.records_sent.inc(n)
+
+    # -- drainer ------------------------------------------------------------------------------
+
+    async def _drainer(self) -> None:
+        while True:
+            await self._spool_ready.wait()
+            if await self._drain_once():
+                self._spool_ready.clear()
+
+    async def _drain_once(self, *, give_up_on_error: bool = False) -> bool:
+        """Send every spooled record, oldest first; True when the spool is empty."""
+        delay = self.retry_min_s
+        while True:
+            async with self._spool_lock:
+                segments = await asyncio.to_thread(self.spool.closed_segments)
+                if not segments:
+                    if self.spool.empty:
+                        self._spooling = (
+                            False  # atomic with the check: the worker waits on the lock
+                        )
+                        return True
+                    await asyncio.to_thread(self.spool.rotate)
+                    continue
+            for segment in segments:
+                done = 0
+                async with self._spool_lock:
+                    batches = await asyncio.to_thread(self._read_segment, segment)
+                for frames in batches:
+                    while True:
+                        try:
+                            await self.sink.send_batch([_unpack(f) for f in frames])
+                            break
+                        except SinkError as exc:
+                            self.metrics.sink_errors.inc()
+                            if give_up_on_error:
+                                return False
+                            log.info("spool drain waits for %s: %s", self.sink.name, exc)
+                            await asyncio.sleep(delay)  # backoff between retries, not a sync
+                            delay = min(delay * 2, self.retry_max_s)
+                    delay = self.retry_min_s
+                    done += len(frames)
+                    self._count_sent(len(frames))
+                    async with self._spool_lock:
+                        await asyncio.to_thread(self.spool.ack_partial, segment, done)
+                async with self._spool_lock:
+                    await asyncio.to_thread(self.spool.ack, segment)
+
+    def _read_segment(self, segment: Segment) -> list[list[bytes]]:
+        return list(self.spool.read_batches(segment, self.batch_max))
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    async def aclose(self, grace_s: float = 10.0) -> DrainReport:
+        """Stop taking exchanges, deliver what is queued and spooled within ``grace_s``.
+
+        Whatever cannot be delivered in time stays in the spool on disk and is sent by the next
+        sidecar started on the same spool directory. Safe to call twice.
+        """
+        if self._closed and not self._tasks:
+            return self._report()
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        worker, drainer = self._tasks
+        try:
+            await asyncio.wait_for(self._queue.join(), grace_s)
+        except TimeoutError:
+            log.warning("shutdown grace of %.1f s ran out with records queued", grace_s)
+        drainer.cancel()  # from here on only this coroutine drains, so nothing is sent twice
+        await asyncio.gather(drainer, return_exceptions=True)
+        if self._spooling:
+            try:
+                await asyncio.wait_for(self._drain_until_empty(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                log.warning("shutdown grace ran out; the rest stays in the spool for next start")
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        self._tasks = []
+        leftover = self._encode(self._take_all())
+        if leftover:
+            await self._to_spool(leftover)
+        await self.sink.aclose()
+        await asyncio.to_thread(self.spool.close)
+        return self._report()
+
+    async def _drain_until_empty(self) -> None:
+        while not await self._drain_once(give_up_on_error=True):  # noqa: ASYNC110 (a retry backoff)
+            await asyncio.sleep(self.retry_min_s)
+
+    def _take_all(self) -> list[Exchange]:
+        items = []
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                return items
+
+    def _report(self) -> DrainReport:
+        dropped = sum(
+            self.metrics.value("shadow_capture_records_dropped_total", reason=reason)
+            for reason in ("queue_full", "spool_full", "build_error", "closed")
+        )
+        return DrainReport(sent=self.sent, spooled_pending=self.spool.pending, dropped=int(dropped))
