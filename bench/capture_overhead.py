@@ -1,0 +1,369 @@
+"""What the capture sidecar costs a live request, side by side with nginx in one run.
+
+Targets (issue 3, this 2-core machine): added latency p50 <= 1 ms and p99 <= 3 ms at 1,000
+requests/s open loop; >= 2,500 requests/s through one sidecar process; the ratio to nginx.
+
+Setup: a static nginx upstream answers a 1 KB chat completion. In front of it, each in turn:
+the shadow sidecar (teeing to the embedded Kafka broker, or to a file with ``--sink file``),
+nginx as a reverse proxy with its ``mirror`` directive (the classic shadow-traffic setup), and
+minimal forwarding proxies that differ only in the upstream client (aiohttp, httpx,
+httpx over aiohttp). Proxies are pinned to core 0, load generators to core 1.
+
+- Added latency: open-loop load (bench/_openloop.py, latency from the scheduled send time) at
+  200 and 1,000 req/s through each proxy, minus the same load sent straight to the upstream.
+- Throughput: wrk, closed loop, 32 connections, through each proxy.
+- ``--profile``: py-spy samples the sidecar under wrk load; the top frames are printed.
+
+Installs nginx and wrk with apt-get when missing. Writes bench/results/capture_overhead.json.
+
+    python bench/capture_overhead.py [--seconds 10] [--sink kafka|file] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+CHAT_RESPONSE = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "shadow-large",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "The parser reads each record. " * 30},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 120, "completion_tokens": 150, "total_tokens": 270},
+    }
+)
+CHAT_REQUEST = json.dumps(
+    {
+        "model": "shadow-large",
+        "messages": [{"role": "user", "content": "explain the parser " * 60}],
+        "max_tokens": 150,
+        "metadata": {"intent": "explain"},
+    }
+).encode()
+
+
+def ensure(tool: str, package: str) -> str:
+    found = shutil.which(tool) or (
+        f"/usr/sbin/{tool}" if Path(f"/usr/sbin/{tool}").exists() else None
+    )
+    if found:
+        return found
+    print(f"installing {package} (apt-get)...", file=sys.stderr)
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True)
+    found = shutil.which(tool) or f"/usr/sbin/{tool}"
+    return found
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pin(core: int, cmd: list[str]) -> list[str]:
+    return ["taskset", "-c", str(core), *cmd] if shutil.which("taskset") else cmd
+
+
+def start_nginx(
+    nginx: str, workdir: Path, upstream_port: int, proxy_port: int
+) -> subprocess.Popen[bytes]:
+    (workdir / "logs").mkdir(parents=True, exist_ok=True)
+    body = CHAT_RESPONSE.replace("'", "\\'")
+    conf = f"""
+worker_processes 1;
+daemon off;
+error_log {workdir}/logs/error.log warn;
+pid {workdir}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {workdir}/tmp;
+  proxy_temp_path {workdir}/tmp;
+  upstream up {{ server 127.0.0.1:{upstream_port}; keepalive 256; }}
+  server {{
+    listen 127.0.0.1:{upstream_port};
+    location / {{ default_type application/json; return 200 '{body}'; }}
+  }}
+  server {{
+    listen 127.0.0.1:{proxy_port};
+    location / {{
+      mirror /_mirror;
+      mirror_request_body on;
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+    location = /_mirror {{
+      internal;
+      proxy_pass http://up/_mirror$request_uri;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+"""
+    path = workdir / "nginx.conf"
+    path.write_text(conf)
+    (workdir / "tmp").mkdir(exist_ok=True)
+    proc = subprocess.Popen(pin(0, [nginx, "-c", str(path), "-p", str(workdir)]))
+    wait_http(f"http://127.0.0.1:{proxy_port}/v1/chat/completions")
+    return proc
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, data=b"{}", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not come up")
+
+
+def start_listening(cmd: list[str], pattern: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(pin(0, cmd), stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(pattern, line)
+    if not match:
+        proc.kill()
+        raise SystemExit(f"{cmd[:4]} did not start: {line!r}")
+    return proc, match.group(1)
+
+
+def openloop(url: str, rate: float, seconds: float, body_file: Path) -> dict[str, Any]:
+    cmd = pin(1, [sys.executable, str(HERE / "_openloop.py"), url, str(rate), str(seconds),
+                  "--body", str(body_file)])  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return dict(json.loads(out))
+
+
+def wrk(
+    wrk_bin: str, url: str, seconds: int, connections: int, body_file: Path
+) -> dict[str, float]:
+    script = body_file.with_suffix(".lua")
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"local f = io.open({str(body_file)!r}, 'rb')\nwrk.body = f:read('*a')\nf:close()\n"
+    )
+    cmd = pin(1, [wrk_bin, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
+                  str(script), url])  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "requests_per_s": rps,
+        "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan"),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def histogram_quantiles(metrics_text: str) -> dict[str, float]:
+    """p50/p99 (upper bucket bounds) of the sidecar's own added-latency histogram, in ms."""
+    buckets = []
+    for line in metrics_text.splitlines():
+        m = re.match(
+            r'shadow_capture_added_latency_seconds_bucket\{le="([^"]+)"\} ([\d.e+]+)', line
+        )
+        if m:
+            buckets.append((float(m.group(1)), float(m.group(2))))
+    total = buckets[-1][1] if buckets else 0
+    out = {}
+    for q in (0.5, 0.99):
+        bound = next((le for le, count in buckets if count >= q * total), float("inf"))
+        out[f"p{int(q * 100)}_le_ms"] = bound * 1000
+    out["count"] = total
+    return out
+
+
+def profile(sidecar_pid: int, wrk_bin: str, url: str, body_file: Path, seconds: int) -> list[str]:
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "py-spy"], check=True)
+        py_spy = shutil.which("py-spy")
+    assert py_spy is not None
+    raw = Path(tempfile.mkdtemp()) / "profile.txt"
+    spy = subprocess.Popen(
+        [py_spy, "record", "--pid", str(sidecar_pid), "--format", "raw", "--output", str(raw),
+         "--duration", str(seconds), "--rate", "200", "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1)
+    wrk(wrk_bin, url, seconds - 2, 32, body_file)
+    spy.wait()
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        n = int(count)
+        total += n
+        own[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+    lines = [f"samples: {total}", "self time:"]
+    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(12)]
+    interesting = [f for f in inclusive if any(k in f for k in ("capture/", "aiohttp", "uvicorn"))]
+    lines.append("inclusive (shadow, aiohttp, uvicorn frames):")
+    lines += [
+        f"  {100 * inclusive[f] / total:5.1f}%  {f}"
+        for f in sorted(interesting, key=lambda f: -inclusive[f])[:15]
+    ]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--sink", choices=["kafka", "file"], default="kafka")
+    parser.add_argument("--rates", default="200,1000")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--skip-clients", action="store_true", help="skip the client comparison")
+    args = parser.parse_args()
+    nginx = ensure("nginx", "nginx")
+    wrk_bin = ensure("wrk", "wrk")
+    work = Path(tempfile.mkdtemp(prefix="shadow-bench-"))
+    body_file = work / "request.json"
+    body_file.write_bytes(CHAT_REQUEST)
+    upstream_port, nginx_port = free_port(), free_port()
+    procs: list[subprocess.Popen[Any]] = []
+    results: dict[str, Any] = {"bench": "capture_overhead", "at": time.time(), "sink": args.sink}
+    try:
+        procs.append(start_nginx(nginx, work, upstream_port, nginx_port))
+        upstream = f"http://127.0.0.1:{upstream_port}"
+        sink_args = ["--out", str(work / "traces.jsonl")]
+        if args.sink == "kafka":
+            broker, bootstrap = start_listening(
+                [sys.executable, "-m", "shadow", "broker", "--port", "0"],
+                r"bootstrap servers: (\S+)",
+            )
+            procs.append(broker)
+            sink_args = ["--kafka", bootstrap, "--topic", "bench.capture"]
+        sidecar, sidecar_url = start_listening(
+            [sys.executable, "-m", "shadow", "capture", "--upstream", upstream, "--listen",
+             "127.0.0.1:0", "--spool-dir", str(work / "spool"), "--log-format", "text", *sink_args],
+            r"listening on (http://\S+) ->",
+        )  # fmt: skip
+        procs.append(sidecar)
+        targets = {
+            "direct": upstream,
+            "shadow sidecar": sidecar_url,
+            "nginx proxy+mirror": f"http://127.0.0.1:{nginx_port}",
+        }
+        if not args.skip_clients:
+            for client in ("aiohttp", "httpx-aiohttp", "httpx"):
+                proc, url = start_listening(
+                    [sys.executable, str(HERE / "_minimal_proxy.py"), "--client", client,
+                     "--upstream", upstream],
+                    r"listening on (http://\S+)",
+                )  # fmt: skip
+                procs.append(proc)
+                targets[f"minimal proxy ({client})"] = url
+        path = "/v1/chat/completions"
+        for url in targets.values():
+            wait_http(url + path)
+
+        print(f"\nopen loop, {args.seconds:.0f} s per cell, latency from the scheduled send (ms)")
+        openloop_rows = []
+        for rate in (float(r) for r in args.rates.split(",")):
+            direct = openloop(upstream + path, rate, args.seconds, body_file)
+            for name, url in targets.items():
+                row = (
+                    direct
+                    if name == "direct"
+                    else openloop(url + path, rate, args.seconds, body_file)
+                )
+                row = {**row, "target": name}
+                if name != "direct":
+                    row["added_p50_ms"] = row["p50_ms"] - direct["p50_ms"]
+                    row["added_p99_ms"] = row["p99_ms"] - direct["p99_ms"]
+                openloop_rows.append(row)
+                added = (
+                    f"added p50 {row['added_p50_ms']:+.2f}  p99 {row['added_p99_ms']:+.2f}"
+                    if name != "direct" else ""
+                )  # fmt: skip
+                cells = f"p50 {row['p50_ms']:6.2f}  p99 {row['p99_ms']:6.2f}  "
+                cells += f"max {row['max_ms']:7.2f}  errors {row['errors']}"
+                print(f"  {rate:>6.0f}/s  {name:<28} {cells}  {added}")
+        results["open_loop"] = openloop_rows
+
+        import urllib.request
+
+        with urllib.request.urlopen(sidecar_url + "/shadow/metrics") as reply:
+            own = histogram_quantiles(reply.read().decode())
+        results["sidecar_own_added_latency"] = own
+        print(
+            f"  sidecar's own histogram: added p50 <= {own['p50_le_ms']:.2f} ms, "
+            f"p99 <= {own['p99_le_ms']:.2f} ms over {own['count']:.0f} requests"
+        )
+
+        print("\nclosed loop (wrk, 32 connections), requests/s")
+        throughput = {}
+        for name, url in targets.items():
+            throughput[name] = wrk(wrk_bin, url + path, int(args.seconds), 32, body_file)
+            t = throughput[name]
+            print(f"  {name:<28} {t['requests_per_s']:>8.0f} req/s  p99 {t['p99_ms']:.1f} ms"
+                  f"  non-2xx {t['non_2xx']}")  # fmt: skip
+        results["throughput"] = throughput
+        ratio = (
+            throughput["shadow sidecar"]["requests_per_s"]
+            / throughput["nginx proxy+mirror"]["requests_per_s"]
+        )
+        results["sidecar_to_nginx_throughput_ratio"] = ratio
+        print(f"  sidecar / nginx throughput: {ratio:.2f}")
+
+        if args.profile:
+            print("\npy-spy profile of the sidecar under wrk load")
+            lines = profile(sidecar.pid, wrk_bin, sidecar_url + path, body_file, 12)
+            results["profile"] = lines
+            print("\n".join(lines))
+
+        sidecar.terminate()
+        sidecar.wait(30)
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "capture_overhead.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {out}")
+    if os.environ.get("SHADOW_BENCH_KEEP"):
+        print(f"work dir kept: {work}")
+
+
+if __name__ == "__main__":
+    main()
