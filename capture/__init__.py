@@ -1,10 +1,33 @@
 """capture: the sidecar that records production traffic as TraceRecords.
 
-It will hold the ASGI reverse proxy that forwards to the live upstream and tees each exchange,
-the sinks (Kafka, JSONL file), redaction, slice extraction, sampling and the disk spool used
-while Kafka is unreachable. It builds on ``shadow`` (schema, config) and never slows the live path.
+An ASGI reverse proxy (:class:`Sidecar`, or :class:`CaptureMiddleware` in-process) forwards to
+the live upstream untouched and tees each exchange, redacted, through a bounded queue and a
+disk spool to a sink (Kafka or a JSONL file). It builds on ``shadow`` (schema, config) and never
+slows or fails the live path because of its own trouble.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from capture.middleware import CaptureMiddleware
+from capture.redact import Redactor
+from capture.sampling import Sampler
+from capture.sidecar import Sidecar
+from capture.sinks import FileSink, KafkaSink, SinkError, TraceSink
+from capture.slices import SliceExtractor
+from capture.spool import Spool
+from capture.tee import DrainReport, Tee
+
+__all__ = [
+    "CaptureMiddleware",
+    "DrainReport",
+    "FileSink",
+    "KafkaSink",
+    "Redactor",
+    "Sampler",
+    "Sidecar",
+    "SinkError",
+    "SliceExtractor",
+    "Spool",
+    "Tee",
+    "TraceSink",
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -402,3 +403,29 @@ def test_a_down_sink_never_fails_live_requests_and_the_spool_drains_in_order(
     values = [decode(v) for batch in sink.batches for v in batch]
     assert [int(r.request.headers["x-seq"]) for r in values] == list(range(30))
     assert sidecar.app.spool.empty
+
+
+def test_a_full_spool_drops_and_counts_but_never_fails_a_request(
+    make_upstream: MakeUpstream, make_sidecar: MakeSidecar
+) -> None:
+    """At the spool's disk cap records are dropped and counted; every request still succeeds."""
+    upstream, _ = make_upstream()
+    sidecar = make_sidecar(
+        upstream.url, sink=_DownSink(), spool_max_bytes=8192, shutdown_grace_s=0.5
+    )
+    with httpx.Client() as http:
+        statuses = [
+            http.post(sidecar.url + "/v1/chat/completions", json=CHAT).status_code
+            for _ in range(40)
+        ]
+        metrics = http.get(sidecar.url + "/shadow/metrics").text
+    assert statuses == [200] * 40
+    dropped = re.search(
+        r'shadow_capture_records_dropped_total\{reason="spool_full"\} (\S+)', metrics
+    )
+    spooled = re.search(r"^shadow_capture_records_spooled_total (\S+)", metrics, re.MULTILINE)
+    assert dropped is not None
+    assert spooled is not None
+    assert float(dropped.group(1)) > 0
+    assert float(spooled.group(1)) + float(dropped.group(1)) <= 40
+    assert sidecar.app.spool.bytes_on_disk <= 8192
