@@ -5,9 +5,10 @@ Each runs on an ephemeral port on 127.0.0.1 and is shared by every test of the s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import openai
 import pytest
 
 from shadow.broker import EmbeddedBroker
@@ -47,3 +48,18 @@ def azure_csv() -> Path:
             f"{AZURE_CSV} is missing: the tests need the shared data folder beside the repo"
         )
     return AZURE_CSV
+
+
+@pytest.fixture
+def sdk() -> Iterator[Callable[[str], openai.OpenAI]]:
+    """Make OpenAI SDK clients for a server's base URL; all are closed after the test."""
+    clients: list[openai.OpenAI] = []
+
+    def make(base_url: str, api_key: str = "sk-test") -> openai.OpenAI:
+        client = openai.OpenAI(base_url=base_url + "/v1", api_key=api_key, max_retries=0)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

@@ -19,6 +19,7 @@ from tests.capture.conftest import Recorder, RunningSidecar
 
 MakeUpstream = Callable[..., tuple[BackgroundServer, Recorder]]
 MakeSidecar = Callable[..., RunningSidecar]
+Sdk = Callable[[str], openai.OpenAI]
 
 CHAT = {
     "model": "shadow-large",
@@ -28,12 +29,8 @@ CHAT = {
 }
 
 
-def sdk(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url + "/v1", api_key="sk-live-secret-key-1234567890abcdef")
-
-
 def test_openai_sdk_through_the_sidecar_gets_what_a_direct_call_gets(
-    make_upstream: MakeUpstream, make_sidecar: MakeSidecar
+    sdk: Sdk, make_upstream: MakeUpstream, make_sidecar: MakeSidecar
 ) -> None:
     """The SDK's answers (stream and not) via the sidecar equal direct calls at temperature 0."""
     upstream, _ = make_upstream()
@@ -93,7 +90,7 @@ def test_stream_chunks_reach_the_client_as_they_arrive(
 
 
 def test_records_hold_request_response_timing_usage_and_slices(
-    make_upstream: MakeUpstream, make_sidecar: MakeSidecar
+    sdk: Sdk, make_upstream: MakeUpstream, make_sidecar: MakeSidecar
 ) -> None:
     """Each exchange becomes one record with bodies, SSE text, TTFT, usage and slice labels."""
     upstream, _ = make_upstream("routed", time_scale=0.05)

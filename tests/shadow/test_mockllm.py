@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import openai
@@ -17,6 +17,8 @@ import pytest
 from shadow.mockllm import FaultConfig, MockLLMServer
 from shadow.mockllm.profiles import LARGE, ROUTED_CONTEXT_THRESHOLD
 from shadow.tokens import count_tokens
+
+Sdk = Callable[[str], openai.OpenAI]
 
 
 def client_for(server: MockLLMServer) -> openai.OpenAI:
@@ -30,11 +32,12 @@ def ask(client: openai.OpenAI, prompt: str, **kwargs: object) -> openai.types.ch
 
 
 def test_chat_completion_reports_usage_by_the_documented_token_rule(
+    sdk: Sdk,
     mock_large: MockLLMServer,
 ) -> None:
     """prompt_tokens counts whitespace-separated words; completion_tokens the answer's words."""
     prompt = "refactor this function so the cache is read once per request"
-    reply = ask(client_for(mock_large), prompt, max_tokens=40)
+    reply = ask(sdk(mock_large.url), prompt, max_tokens=40)
     text = reply.choices[0].message.content or ""
     assert reply.model == "shadow-large"
     assert reply.usage is not None
@@ -44,9 +47,9 @@ def test_chat_completion_reports_usage_by_the_documented_token_rule(
     assert 1 <= reply.usage.completion_tokens <= 40
 
 
-def test_max_tokens_caps_the_answer_and_says_length(mock_large: MockLLMServer) -> None:
+def test_max_tokens_caps_the_answer_and_says_length(sdk: Sdk, mock_large: MockLLMServer) -> None:
     """An answer cut by max_tokens has exactly that many tokens and finish_reason 'length'."""
-    client = client_for(mock_large)
+    client = sdk(mock_large.url)
     reply = ask(client, "explain the retry loop " * 5, max_tokens=3)
     assert reply.usage is not None
     assert reply.usage.completion_tokens == 3
@@ -57,9 +60,9 @@ def test_max_tokens_caps_the_answer_and_says_length(mock_large: MockLLMServer) -
     assert uncapped.usage.completion_tokens >= 3
 
 
-def test_answers_are_deterministic_at_temperature_zero(mock_large: MockLLMServer) -> None:
+def test_answers_are_deterministic_at_temperature_zero(sdk: Sdk, mock_large: MockLLMServer) -> None:
     """The same prompt at temperature 0 gets the same text; a different prompt does not."""
-    client = client_for(mock_large)
+    client = sdk(mock_large.url)
     first = ask(client, "write a test for the parser", temperature=0).choices[0].message.content
     again = ask(client, "write a test for the parser", temperature=0).choices[0].message.content
     other = ask(client, "write a test for the cache", temperature=0).choices[0].message.content
@@ -67,10 +70,10 @@ def test_answers_are_deterministic_at_temperature_zero(mock_large: MockLLMServer
     assert first != other
 
 
-def test_temperature_varies_a_few_words_per_call() -> None:
+def test_temperature_varies_a_few_words_per_call(sdk: Sdk) -> None:
     """At temperature 1 two calls differ a little (the noise floor) but mostly agree."""
     with MockLLMServer("large", seed=3, time_scale=0) as server:
-        client = client_for(server)
+        client = sdk(server.url)
         prompt = "debug the worker pool deadlock " * 20
         answers = [
             (ask(client, prompt, temperature=1).choices[0].message.content or "").split()
@@ -82,12 +85,12 @@ def test_temperature_varies_a_few_words_per_call() -> None:
     assert max(differing) < 0.25
 
 
-def test_the_same_seed_reproduces_the_whole_call_sequence() -> None:
+def test_the_same_seed_reproduces_the_whole_call_sequence(sdk: Sdk) -> None:
     """Two servers with one seed give identical answers call for call, temperature included."""
 
     def run() -> list[str]:
         with MockLLMServer("large", seed=11, time_scale=0) as server:
-            client = client_for(server)
+            client = sdk(server.url)
             return [
                 ask(client, f"question {i} " * 30, temperature=1).choices[0].message.content or ""
                 for i in range(5)
@@ -97,10 +100,11 @@ def test_the_same_seed_reproduces_the_whole_call_sequence() -> None:
 
 
 def test_streaming_delivers_one_token_per_chunk_and_the_usage_chunk(
+    sdk: Sdk,
     mock_large: MockLLMServer,
 ) -> None:
     """A stream reassembles to the non-streamed text and ends with a usage chunk when asked."""
-    client = client_for(mock_large)
+    client = sdk(mock_large.url)
     prompt = "explain the serializer"
     stream = client.chat.completions.create(
         model="shadow-large",
@@ -126,9 +130,11 @@ def test_streaming_delivers_one_token_per_chunk_and_the_usage_chunk(
     assert usage.prompt_tokens == count_tokens(prompt)
 
 
-def test_stream_without_include_usage_has_no_usage_chunk(mock_large: MockLLMServer) -> None:
+def test_stream_without_include_usage_has_no_usage_chunk(
+    sdk: Sdk, mock_large: MockLLMServer
+) -> None:
     """Without stream_options.include_usage no chunk carries usage, as with OpenAI."""
-    stream = client_for(mock_large).chat.completions.create(
+    stream = sdk(mock_large.url).chat.completions.create(
         model="x", messages=[{"role": "user", "content": "hi"}], stream=True, max_tokens=4
     )
     chunks = list(stream)
@@ -150,9 +156,11 @@ async def test_async_client_and_legacy_completions(mock_large: MockLLMServer) ->
     assert [m.id for m in models.data] == ["shadow-large"]
 
 
-def test_routed_profile_sends_long_or_hard_prompts_to_large(mock_routed: MockLLMServer) -> None:
+def test_routed_profile_sends_long_or_hard_prompts_to_large(
+    sdk: Sdk, mock_routed: MockLLMServer
+) -> None:
     """routed: short easy prompts go to small; long prompts and hard intents go to large."""
-    client = client_for(mock_routed)
+    client = sdk(mock_routed.url)
     short = ask(client, "complete this line", max_tokens=5)
     long = ask(client, "word " * (ROUTED_CONTEXT_THRESHOLD + 1), max_tokens=5)
     hard = ask(client, "fix it", max_tokens=5, metadata={"intent": "debug"})
@@ -163,11 +171,11 @@ def test_routed_profile_sends_long_or_hard_prompts_to_large(mock_routed: MockLLM
     assert boundary.model == "shadow-small"
 
 
-def test_small_model_drifts_from_large_on_hard_prompts_only() -> None:
+def test_small_model_drifts_from_large_on_hard_prompts_only(sdk: Sdk) -> None:
     """small agrees with large on easy prompts and diverges on hard ones."""
 
     def words(server: MockLLMServer, prompt: str, intent: str) -> list[str]:
-        reply = ask(client_for(server), prompt, temperature=0, metadata={"intent": intent})
+        reply = ask(sdk(server.url), prompt, temperature=0, metadata={"intent": intent})
         return (reply.choices[0].message.content or "").split()
 
     def overlap(a: list[str], b: list[str]) -> float:
@@ -194,9 +202,9 @@ def test_small_model_drifts_from_large_on_hard_prompts_only() -> None:
     assert sum(hard) / len(hard) < 0.5
 
 
-def test_bad_requests_get_openai_style_400s(mock_large: MockLLMServer) -> None:
+def test_bad_requests_get_openai_style_400s(sdk: Sdk, mock_large: MockLLMServer) -> None:
     """Invalid JSON, missing messages and bad max_tokens are 400s the SDK raises as BadRequest."""
-    client = client_for(mock_large)
+    client = sdk(mock_large.url)
     with pytest.raises(openai.BadRequestError, match="messages"):
         client.chat.completions.create(model="x", messages=[])
     with pytest.raises(openai.BadRequestError, match="max_tokens"):
@@ -311,11 +319,12 @@ def cli_server() -> Iterator[tuple[subprocess.Popen[str], str]]:
 
 
 def test_cli_serves_and_stops_cleanly_on_sigterm(
+    sdk: Sdk,
     cli_server: tuple[subprocess.Popen[str], str],
 ) -> None:
     """`shadow mock-llm --port 0` prints its URL, serves the SDK, and exits 0 on SIGTERM."""
     proc, url = cli_server
-    client = openai.OpenAI(base_url=url + "/v1", api_key="sk-test", max_retries=0)
+    client = sdk(url)
     assert ask(client, "short one", max_tokens=2).model == "shadow-small"
     proc.terminate()
     assert proc.wait(15) == 0
