@@ -27,7 +27,9 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "broker": ("shadow.cli.broker_cmd", "Run the embedded Kafka-compatible broker."),
     "capture": ("shadow.cli.capture_cmd", "Run the capture sidecar in front of a live service."),
     "import": ("shadow.cli.import_cmd", "Turn public trace formats into TraceRecords."),
+    "mirror": ("shadow.cli.mirror_cmd", "Mirror live traffic from Kafka to a candidate."),
     "mock-llm": ("shadow.cli.mockllm_cmd", "Run the simulated OpenAI-compatible model server."),
+    "replay": ("shadow.cli.replay_cmd", "Replay captured traffic to a baseline and a candidate."),
 }
 
 

@@ -56,6 +56,13 @@ __all__ = ["command"]
     help="Share of calls that never answer (until the client disconnects).",
 )
 @click.option(
+    "--slots",
+    type=click.IntRange(1),
+    default=None,
+    help="Concurrent requests per model before queueing (default: the profile's; raise it "
+    "for load tests with many concurrent streams).",
+)
+@click.option(
     "--time-scale",
     default=1.0,
     show_default=True,
@@ -71,6 +78,7 @@ def command(
     slow_rate: float,
     slow_factor: float,
     hang_rate: float,
+    slots: int | None,
     time_scale: float,
 ) -> None:
     """Run an OpenAI-compatible simulated model server until Ctrl-C or SIGTERM.
@@ -99,7 +107,7 @@ def command(
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     server = MockLLMServer(
-        profile, seed=seed, time_scale=time_scale, faults=faults, host=host, port=port
+        profile, seed=seed, time_scale=time_scale, faults=faults, host=host, port=port, slots=slots
     )
     server.bind()
     click.echo(f"mock-llm ({profile}) listening on {server.url}", err=False)

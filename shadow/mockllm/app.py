@@ -105,6 +105,7 @@ class MockLLM:
         seed: int = 0,
         time_scale: float = 1.0,
         faults: FaultConfig | None = None,
+        slots: int | None = None,
     ) -> None:
         if profile not in PROFILES:
             raise ValueError(f"profile {profile!r} is unknown; choose one of {', '.join(PROFILES)}")
@@ -115,6 +116,7 @@ class MockLLM:
         self.time_scale = time_scale
         self.faults = faults or FaultConfig()
         self.calls = 0
+        self.slots_override = slots
         self._slots: dict[str, _Slots] = {}
         self._fingerprint = (
             "fp_" + hashlib.blake2b(f"{profile}:{seed}".encode(), digest_size=5).hexdigest()
@@ -197,7 +199,7 @@ class MockLLM:
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         slots = self._slots.get(model.model_id)
         if slots is None:
-            slots = self._slots[model.model_id] = _Slots(model.slots)
+            slots = self._slots[model.model_id] = _Slots(self.slots_override or model.slots)
         async with slots:
             meta = _Meta(
                 id=("chatcmpl-" if chat else "cmpl-") + f"{call_index:012x}",

@@ -27,8 +27,9 @@ class MockLLMServer(BackgroundServer):
         faults: FaultConfig | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        slots: int | None = None,
     ) -> None:
-        app = MockLLM(profile, seed=seed, time_scale=time_scale, faults=faults)
+        app = MockLLM(profile, seed=seed, time_scale=time_scale, faults=faults, slots=slots)
         super().__init__(
             app, host=host, port=port, timeout_graceful_shutdown=1, timeout_keep_alive=30
         )
