@@ -27,7 +27,8 @@ import numpy as np
 from shadow.breaker import CircuitBreaker
 from shadow.pacing import Pacer
 from shadow.pricing import PricingTable
-from shadow.results import AsyncResultsWriter, ResultRow, TraceRow
+from shadow.results import ResultRow, TraceRow
+from shadow.results_writer import AsyncResultsWriter
 from shadow.sources import SourceItem, TraceSource
 from shadow.targets import Attempt, Target
 from shadow.trace import TraceRecord
@@ -41,6 +42,8 @@ _LATE_MS = 5.0
 """A send whose lag exceeds this is counted as late."""
 _RETRYABLE = frozenset({"timeout", "connect", "http_5xx"})
 _COMMIT_EVERY_S = 5.0
+_INTERRUPTIBLE_S = 0.25
+"""Waits longer than this also wake up on a stop request."""
 
 
 @dataclass
@@ -267,7 +270,11 @@ class Replayer:
                 self.stats.in_flight += 1
 
     async def _wait(self, pacer: Pacer, offset: float) -> None:
-        """Sleep until the due time, waking early if a stop is requested."""
+        """Sleep until the due time; a long wait also wakes when a stop is requested."""
+        remaining = pacer.due(offset) - asyncio.get_running_loop().time()
+        if remaining < _INTERRUPTIBLE_S:  # the common case: no extra futures per record
+            await pacer.wait_until(offset)
+            return
         waiter = asyncio.ensure_future(pacer.wait_until(offset))
         stopper = asyncio.ensure_future(self._stop.wait())
         try:

@@ -46,7 +46,9 @@ def command(**opts: Any) -> None:
           --out mirror.duckdb
       shadow analyze mirror.duckdb --by intent
     """
-    sys.exit(asyncio.run(_main(opts)))
+    import uvloop
+
+    sys.exit(uvloop.run(_main(opts)))
 
 
 async def _main(opts: dict[str, Any]) -> int:
@@ -58,7 +60,8 @@ async def _main(opts: dict[str, Any]) -> int:
     from shadow.mirror import Mirror, metrics_registry
     from shadow.pricing import DEFAULT_PRICES, PricingTable, load_pricing
     from shadow.progress import summary_table
-    from shadow.results import AsyncResultsWriter, open_results
+    from shadow.results import open_results
+    from shadow.results_writer import AsyncResultsWriter
     from shadow.sources import open_source
     from shadow.targets import HttpTarget
     from shadow.validators import Validators

@@ -62,6 +62,18 @@ def _parse_ramp(value: str | None) -> tuple[float, float, float] | None:
 )
 @click.option("--limit", type=click.IntRange(1), help="Replay at most N records.")
 @click.option(
+    "--from",
+    "from_time",
+    metavar="TIME",
+    help="Only records captured at or after TIME (ISO 8601 or epoch seconds).",
+)
+@click.option(
+    "--to",
+    "to_time",
+    metavar="TIME",
+    help="Only records captured before TIME (ISO 8601 or epoch seconds).",
+)
+@click.option(
     "--out",
     default="run.duckdb",
     show_default=True,
@@ -113,7 +125,9 @@ def command(**opts: Any) -> None:
           --burstiness 4 --limit 5000            # load test
       shadow replay traces.jsonl --baseline URL --candidate URL --dry-run
     """
-    exit_code = asyncio.run(_main(opts))
+    import uvloop
+
+    exit_code = uvloop.run(_main(opts))
     if exit_code:
         sys.exit(exit_code)
 
@@ -138,7 +152,8 @@ async def _main(opts: dict[str, Any]) -> int:
     from shadow.pricing import DEFAULT_PRICES, PricingTable, load_pricing
     from shadow.progress import live_progress, summary_table
     from shadow.replay import Replayer
-    from shadow.results import AsyncResultsWriter, open_results
+    from shadow.results import open_results
+    from shadow.results_writer import AsyncResultsWriter
     from shadow.sources import load_sorted, open_source
     from shadow.targets import HttpTarget, Target
     from shadow.validators import Validators
@@ -159,7 +174,12 @@ async def _main(opts: dict[str, Any]) -> int:
 
     dead_letter = DeadLetterFile(opts["dead_letter"] or f"{opts['out'].rstrip('/')}.dead.jsonl")
     source = open_source(
-        opts["source"], dead_letter=dead_letter, group_id=opts["group_id"], limit=opts["limit"]
+        opts["source"],
+        dead_letter=dead_letter,
+        group_id=opts["group_id"],
+        limit=opts["limit"],
+        from_time_ns=_time_ns("--from", opts["from_time"]),
+        to_time_ns=_time_ns("--to", opts["to_time"]),
     )
     try:
         items = await load_sorted(source, limit=opts["limit"])
@@ -312,6 +332,30 @@ class _Alias:
 
     async def aclose(self) -> None:
         return None
+
+
+def _time_ns(flag: str, value: str | None) -> int | None:
+    """Epoch nanoseconds from epoch seconds or an ISO 8601 time (UTC when no zone is given)."""
+    if value is None:
+        return None
+    from datetime import UTC, datetime
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        return int(Decimal(value) * 1_000_000_000)  # exact: floats lose nanoseconds at 1.7e9 s
+    except InvalidOperation:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"{flag} has value {value!r}; use epoch seconds or ISO 8601 such as "
+            "2023-11-16T18:20:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    whole = int(moment.replace(microsecond=0).timestamp())
+    return whole * 1_000_000_000 + moment.microsecond * 1000
 
 
 def _parse_shard(value: str) -> tuple[int, int]:

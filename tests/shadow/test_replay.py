@@ -21,7 +21,8 @@ from shadow.mockllm import FaultConfig, MockLLMServer
 from shadow.pacing import recorded_schedule
 from shadow.pricing import DEFAULT_PRICES, PricingTable
 from shadow.replay import Replayer
-from shadow.results import AsyncResultsWriter, ResultsStore
+from shadow.results import ResultsStore
+from shadow.results_writer import AsyncResultsWriter
 from shadow.sources import SourceItem
 from shadow.targets import HttpTarget, build_request
 from shadow.trace import HttpRequest, TraceRecord
@@ -346,3 +347,26 @@ def test_cli_bad_source_is_one_line_exit_2(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_from_and_to_select_a_time_window_of_the_source(
+    window: list[TraceRecord], tmp_path: Path
+) -> None:
+    """--from/--to (epoch seconds or ISO 8601) keep only records captured in that window."""
+    source = tmp_path / "traces.jsonl"
+    write_jsonl(source, window)
+    times = sorted(r.captured_at for r in window)
+    lo, hi = times[5], (times[14] + times[15]) // 2  # hi falls between two records
+    expected = sum(lo <= t < hi for t in times)
+    from datetime import UTC, datetime
+
+    iso_hi = datetime.fromtimestamp(hi // 1000 / 1e6, tz=UTC).isoformat()
+    exact_lo = f"{lo // 10**9}.{lo % 10**9:09d}"  # epoch seconds, to the nanosecond
+    result = subprocess.run(
+        [sys.executable, "-m", "shadow", "replay", str(source), "--baseline", "http://127.0.0.1:9",
+         "--candidate", "http://127.0.0.1:9", "--dry-run", "--from", exact_lo,
+         "--to", iso_hi],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"{expected} records to baseline, candidate" in result.stdout

@@ -16,7 +16,6 @@ import pytest
 from shadow.errors import AnalysisError, UsageError
 from shadow.results import (
     RESULTS_SCHEMA_VERSION,
-    AsyncResultsWriter,
     ParquetResultsWriter,
     ResultRow,
     ResultsStore,
@@ -24,6 +23,7 @@ from shadow.results import (
     open_results,
     results_relation,
 )
+from shadow.results_writer import AsyncResultsWriter
 from shadow.trace import HttpRequest, HttpResponse, Timing, TraceRecord, Usage
 
 RESULT_FIELDS = [f.name for f in dataclasses.fields(ResultRow)]
