@@ -19,7 +19,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from shadow.pacing import Pacer
-from shadow.replay import Replayer, ReplayStats, trace_row
+from shadow.replay import Replayer, ReplayStats
+from shadow.results import TraceRow
 from shadow.sources import SourceItem, TraceSource
 from shadow.targets import Attempt
 from shadow.usage import output_text
@@ -90,7 +91,7 @@ class Mirror(Replayer):
             self.stats.skipped_path += 1
             return
         arrived = time.time()
-        await self.writer.add([], [trace_row(self.run_id, record)])
+        await self.writer.add([], [TraceRow.from_record(record, run_id=self.run_id)])
         production = production_attempt(item)
         await self._write(item, "production", record.captured_at / 1e9, production, 0)
         await self._slots.acquire()

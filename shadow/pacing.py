@@ -271,7 +271,7 @@ class Pacer:
         precise: spin for the last millisecond of each wait.
     """
 
-    __slots__ = ("_precise", "_start")
+    __slots__ = ("_perf_start", "_precise", "_start")
 
     def __init__(self, start: float, *, precise: bool = False) -> None:
         if (
@@ -282,6 +282,7 @@ class Pacer:
             raise ValueError(f"Pacer start has value {start!r}; it must be a finite loop time")
         self._start = float(start)
         self._precise = precise
+        self._perf_start: float | None = None
 
     @property
     def start(self) -> float:
@@ -297,6 +298,18 @@ class Pacer:
         """The loop time at which ``offset`` falls due."""
         return self._start + offset
 
+    def perf_due(self, offset: float) -> float:
+        """The ``time.perf_counter()`` instant at which ``offset`` falls due.
+
+        The start is mapped onto ``perf_counter`` once, at the first wait, so every deadline
+        shares one anchor and sub-millisecond lags are measured on a fine clock (uvloop's
+        ``loop.time()`` only has millisecond resolution).
+        """
+        if self._perf_start is None:
+            loop = asyncio.get_running_loop()
+            self._perf_start = time.perf_counter() + (self._start - loop.time())
+        return self._perf_start + offset
+
     async def wait_until(self, offset: float) -> float:
         """Sleep until ``start + offset``; return the lag, ``now − due``, in seconds (>= 0).
 
@@ -304,16 +317,20 @@ class Pacer:
         """
         loop = asyncio.get_running_loop()
         due = self._start + offset
+        perf_due = self.perf_due(offset)
         wake = due - _SPIN_S if self._precise else due
         if wake > loop.time():
             await _sleep_until(loop, wake)
         # The loop fires timers up to its clock resolution early, and a precise wait stops
-        # sleeping early on purpose: yield until the deadline has really passed.
-        now = loop.time()
-        while now < due:
-            await asyncio.sleep(0)
-            now = loop.time()
-        return now - due
+        # sleeping early on purpose: yield until the deadline has really passed. The spin
+        # reads perf_counter, so it is exact even where loop.time() has 1 ms steps.
+        if self._precise:
+            while time.perf_counter() < perf_due:  # noqa: ASYNC110 (a deliberate spin)
+                await asyncio.sleep(0)
+        else:
+            while loop.time() < due:  # noqa: ASYNC110 (a deliberate spin)
+                await asyncio.sleep(0)
+        return max(0.0, time.perf_counter() - perf_due)
 
 
 async def _sleep_until(loop: asyncio.AbstractEventLoop, deadline: float) -> None:

@@ -38,7 +38,7 @@ from typing import Any
 from shadow.config import Config, ModelPrice
 from shadow.errors import UsageError
 
-__all__ = ["DEFAULT_PRICES", "PricingTable", "load_pricing"]
+__all__ = ["DEFAULT_PRICES", "PricingTable", "load_pricing", "pricing_for"]
 
 DEFAULT_PRICES: Mapping[str, ModelPrice] = MappingProxyType(
     {
@@ -262,3 +262,12 @@ def _per_million(key: str, per_token: object, path: Path) -> float:
     """A per-token price as USD per million tokens, computed in decimal as the file writes it."""
     _usd(key, per_token, path)
     return float(Decimal(str(per_token)) * _PER_MILLION)
+
+
+def pricing_for(config: Config, path: str | Path | None = None) -> PricingTable:
+    """The pricing a run uses: ``--pricing FILE``, else ``[pricing]`` from the config, else
+    :data:`DEFAULT_PRICES` (the simulated models' prices)."""
+    if path:
+        return load_pricing(path)
+    table = PricingTable.from_config(config)
+    return table if len(table) else PricingTable(DEFAULT_PRICES)

@@ -31,7 +31,6 @@ from shadow.results import ResultRow, TraceRow
 from shadow.results_writer import AsyncResultsWriter
 from shadow.sources import SourceItem, TraceSource
 from shadow.targets import Attempt, Target
-from shadow.trace import TraceRecord
 from shadow.validators import Validators
 
 __all__ = ["ArmStats", "ReplayStats", "Replayer"]
@@ -129,24 +128,6 @@ class ReplayStats:
         }
 
 
-def trace_row(run_id: str, record: TraceRecord) -> TraceRow:
-    """What the ``traces`` table keeps of a replayed record."""
-    response = record.response
-    return TraceRow(
-        run_id=run_id,
-        trace_id=record.trace_id,
-        captured_at=record.captured_at,
-        service=record.service,
-        slices=dict(record.slices),
-        method=record.request.method,
-        path=record.request.path,
-        request_body=record.request.body,
-        production_status=response.status if response is not None else None,
-        production_latency_ms=record.timing.latency_ms,
-        production_model=record.usage.model if record.usage is not None else None,
-    )
-
-
 class Replayer:
     """Runs one replay (see the module docstring)."""
 
@@ -196,7 +177,6 @@ class Replayer:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._outstanding: dict[int, int] = {}
         self._completed: list[tuple[str, int, int]] = []
-        self._perf_start = 0.0
 
     # -- control ------------------------------------------------------------------------------
 
@@ -218,7 +198,6 @@ class Replayer:
         loop = asyncio.get_running_loop()
         start = self.start if self.start is not None else loop.time() + 0.05
         pacer = Pacer(start, precise=True)
-        self._perf_start = time.perf_counter() + (start - loop.time())
         committer = asyncio.create_task(self._commit_periodically())
         try:
             await self._schedule(pacer)
@@ -249,7 +228,7 @@ class Replayer:
                 return
             await self._slots.acquire()
             # Lag on the high-resolution clock (uvloop's loop.time() has 1 ms resolution).
-            due = self._perf_start + offset
+            due = pacer.perf_due(offset)
             lag_s = max(0.0, time.perf_counter() - due)
             scheduled_at = time.time() - lag_s
             lag_ms = lag_s * 1000.0
@@ -258,7 +237,7 @@ class Replayer:
                 self.stats.late += 1
             self.stats.scheduled += 1
             self._outstanding[index] = len(pending)
-            await self.writer.add([], [trace_row(self.run_id, record)])
+            await self.writer.add([], [TraceRow.from_record(record, run_id=self.run_id)])
             for n, arm in enumerate(pending):
                 if n:  # one slot per send; the first was taken before measuring the lag
                     await self._slots.acquire()
@@ -319,7 +298,7 @@ class Replayer:
                 ok = await self._write(item, arm, scheduled_at, attempt, attempt_no)
                 if breaker is not None:
                     breaker.record(ok)
-                if ok or attempt.error not in _RETRYABLE:
+                if ok or (attempt.error not in _RETRYABLE and attempt.status != 429):
                     return
                 due = time.perf_counter()  # a retry is due when the failed attempt ended
         except asyncio.CancelledError:

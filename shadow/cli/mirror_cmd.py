@@ -58,7 +58,7 @@ async def _main(opts: dict[str, Any]) -> int:
     from shadow.breaker import CircuitBreaker
     from shadow.deadletter import DeadLetterFile
     from shadow.mirror import Mirror, metrics_registry
-    from shadow.pricing import DEFAULT_PRICES, PricingTable, load_pricing
+    from shadow.pricing import pricing_for
     from shadow.progress import summary_table
     from shadow.results import open_results
     from shadow.results_writer import AsyncResultsWriter
@@ -90,9 +90,7 @@ async def _main(opts: dict[str, Any]) -> int:
     store = open_results(opts["out"])
     store.start_run(run_id, source=opts["source"], config={"candidate": arm.url},
                     arms=["production", "candidate"])  # fmt: skip
-    pricing = load_pricing(opts["pricing"]) if opts["pricing"] else PricingTable.from_config(config)
-    if not len(pricing):
-        pricing = PricingTable(DEFAULT_PRICES)
+    pricing = pricing_for(config, opts["pricing"])
     target = HttpTarget("candidate", arm)
     writer = AsyncResultsWriter(store, batch_rows=replay.batch_rows, flush_interval_s=1.0)
     mirror = Mirror(

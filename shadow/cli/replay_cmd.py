@@ -149,7 +149,7 @@ async def _main(opts: dict[str, Any]) -> int:
     from shadow.breaker import CircuitBreaker
     from shadow.deadletter import DeadLetterFile
     from shadow.pacing import recorded_schedule, start_at_epoch, synthetic_schedule
-    from shadow.pricing import DEFAULT_PRICES, PricingTable, load_pricing
+    from shadow.pricing import pricing_for
     from shadow.progress import live_progress, summary_table
     from shadow.replay import Replayer
     from shadow.results import open_results
@@ -224,11 +224,7 @@ async def _main(opts: dict[str, Any]) -> int:
             | {"config_path": str(opts["config_path"] or "")},
             arms=arm_names,
         )
-        pricing = (
-            load_pricing(opts["pricing"]) if opts["pricing"] else PricingTable.from_config(config)
-        )
-        if not len(pricing):
-            pricing = PricingTable(DEFAULT_PRICES)
+        pricing = pricing_for(config, opts["pricing"])
         baseline = HttpTarget("baseline", arms["baseline"])
         targets: dict[str, Target] = {
             "baseline": baseline,

@@ -370,3 +370,26 @@ def test_from_and_to_select_a_time_window_of_the_source(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert f"{expected} records to baseline, candidate" in result.stdout
+
+
+async def test_retries_write_every_attempt_with_its_cost(
+    window: list[TraceRecord], mock_large: MockLLMServer, tmp_path: Path
+) -> None:
+    """With --retries 2 a failing arm gets three attempts per record, each its own row."""
+    records = window[:6]
+    with MockLLMServer("small", time_scale=0, faults=FaultConfig(error_rate=1.0)) as failing:
+        store = ResultsStore.open(tmp_path / "run.duckdb")
+        replayer = await replay(
+            records, store, baseline=mock_large.url, candidate=failing.url, speed=100.0, retries=2
+        )
+    store.close()
+    with duckdb.connect(str(tmp_path / "run.duckdb"), read_only=True) as con:
+        attempts = con.execute(
+            "select attempt, count(*) from results where arm = 'candidate' group by 1 order by 1"
+        ).fetchall()
+        baseline = con.execute(
+            "select max(attempt), count(*) from results where arm = 'baseline'"
+        ).fetchone()
+    assert attempts == [(0, 6), (1, 6), (2, 6)]
+    assert baseline == (0, 6)  # successes are not retried
+    assert replayer.stats.arm("candidate").sent == 18
