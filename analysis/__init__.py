@@ -7,4 +7,22 @@ report, plus the API the notebooks import. It builds on ``shadow`` (schema, conf
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from analysis.run import NO_SLICE, Run, open_run
+from analysis.stats import (
+    benjamini_hochberg,
+    bootstrap_delta,
+    fisher_ok,
+    mann_whitney,
+    ratio_ci_cost_per_success,
+)
+
+__all__ = [
+    "NO_SLICE",
+    "Run",
+    "benjamini_hochberg",
+    "bootstrap_delta",
+    "fisher_ok",
+    "mann_whitney",
+    "open_run",
+    "ratio_ci_cost_per_success",
+]

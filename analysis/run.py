@@ -1,0 +1,278 @@
+"""One replay run, read back from a results store: summaries by arm and slice, pairs, repricing.
+
+:func:`open_run` puts the ``results``, ``traces`` and ``runs`` views of
+:func:`shadow.results.results_relation` on an in-memory DuckDB connection (either layout: a
+DuckDB file or a Parquet directory) and adds ``run_results``: every attempt of the chosen run.
+
+Figures follow DESIGN.md, "Metric definitions": ``n`` counts attempts; percentiles are
+``quantile_cont`` (linear interpolation, numpy's default) over every attempt that has the value,
+errors and retries included; cost sums every attempt, and cost per success divides that sum by
+the number of ``ok`` attempts. SQL text here is built from this module's constants and quoted
+identifiers; values are bound as parameters.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Final
+
+import duckdb
+import polars as pl
+
+from shadow.errors import AnalysisError, UsageError
+from shadow.pricing import PricingTable
+from shadow.results import ARMS, results_relation
+
+__all__ = ["NO_SLICE", "Run", "open_run"]
+
+NO_SLICE: Final = "(none)"
+"""The group of rows that lack a slice asked for in ``by``."""
+
+_SUMMARY_COLUMNS: Final = (
+    "arm",
+    "n",
+    "ok_rate",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "ttft_p50_ms",
+    "ttft_p95_ms",
+    "ttft_p99_ms",
+    "tpot_p50_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "cost_per_success_usd",
+)
+
+_TPOT: Final = (
+    "CASE WHEN completion_tokens > 1 AND ttft_ms IS NOT NULL AND latency_ms IS NOT NULL"
+    " THEN (latency_ms - ttft_ms) / (completion_tokens - 1) END"
+)
+
+_FIGURES: Final = f"""
+    count(*) AS n,
+    avg(CAST(ok AS DOUBLE)) AS ok_rate,
+    quantile_cont(latency_ms, 0.50) AS latency_p50_ms,
+    quantile_cont(latency_ms, 0.95) AS latency_p95_ms,
+    quantile_cont(latency_ms, 0.99) AS latency_p99_ms,
+    quantile_cont(ttft_ms, 0.50) AS ttft_p50_ms,
+    quantile_cont(ttft_ms, 0.95) AS ttft_p95_ms,
+    quantile_cont(ttft_ms, 0.99) AS ttft_p99_ms,
+    quantile_cont({_TPOT}, 0.50) AS tpot_p50_ms,
+    CAST(sum(prompt_tokens) AS BIGINT) AS prompt_tokens,
+    CAST(sum(completion_tokens) AS BIGINT) AS completion_tokens,
+    sum(cost_usd) AS cost_usd,
+    sum(cost_usd) / nullif(count_if(ok), 0) AS cost_per_success_usd
+"""
+
+_REPRICED_COST: Final = """
+    (greatest(coalesce(r.prompt_tokens, 0) - least(coalesce(r.cached_tokens, 0),
+        coalesce(r.prompt_tokens, 0)), 0) * p.input
+     + least(coalesce(r.cached_tokens, 0), coalesce(r.prompt_tokens, 0)) * p.cached_input
+     + coalesce(r.completion_tokens, 0) * p.output) / 1e6
+"""
+
+_POLARS_TYPES: Final[dict[str, Any]] = {
+    "BOOLEAN": pl.Boolean,
+    "TINYINT": pl.Int8,
+    "SMALLINT": pl.Int16,
+    "INTEGER": pl.Int32,
+    "BIGINT": pl.Int64,
+    "HUGEINT": pl.Float64,
+    "UBIGINT": pl.UInt64,
+    "FLOAT": pl.Float32,
+    "DOUBLE": pl.Float64,
+    "VARCHAR": pl.String,
+}
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _frame(result: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """A query result as a polars DataFrame (without pyarrow: rows, typed by the SQL types)."""
+    description = result.description or []
+    rows = result.fetchall()
+    schema = {str(d[0]): _POLARS_TYPES.get(str(d[1])) for d in description}
+    return pl.DataFrame(rows, schema=schema, orient="row", infer_schema_length=None)
+
+
+class Run:
+    """One run of a results store, on its own in-memory DuckDB connection.
+
+    Views: ``results``, ``traces`` and ``runs`` (the whole store) and ``run_results`` (every
+    attempt of this run; after :meth:`reprice`, with the recomputed ``cost_usd``).
+    """
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        *,
+        path: str,
+        run_id: str,
+        unknown_models: frozenset[str] = frozenset(),
+    ) -> None:
+        self._con = con
+        self.path = path
+        self.run_id = run_id
+        self.unknown_models = unknown_models
+        """Models of this run that the pricing table of :meth:`reprice` had no price for."""
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
+        """Run ``query`` (views results, traces, runs, run_results) and return a DataFrame."""
+        try:
+            return _frame(self._con.execute(query, params))
+        except duckdb.Error as exc:
+            raise AnalysisError(f"query on {self.path}: {str(exc).splitlines()[0]}") from None
+
+    def summary(self, by: Sequence[str] = ()) -> pl.DataFrame:
+        """One row per (slice values..., arm) with the figures of ``shadow analyze``.
+
+        Args:
+            by: slice names (keys of the ``slices`` map); a row without one of them groups
+                under :data:`NO_SLICE`. The slice columns come first, named as given.
+        """
+        by = list(by)
+        clash = sorted(set(by) & set(_SUMMARY_COLUMNS))
+        if clash or len(set(by)) != len(by):
+            raise UsageError(
+                f"--by has {', '.join(by)}; slice names must differ from each other and from "
+                f"the summary's columns ({clash[0] if clash else 'repeated'})"
+            )
+        keys = [
+            f"coalesce(slices[${i + 1}], ${len(by) + 1}) AS {_ident(name)}"
+            for i, name in enumerate(by)
+        ]
+        groups = ", ".join([*(_ident(name) for name in by), "arm"])
+        query = (
+            f"SELECT {', '.join([*keys, 'arm'])}, {_FIGURES} FROM run_results"  # noqa: S608
+            f" GROUP BY {groups} ORDER BY {groups}"
+        )
+        return self.sql(query, [*by, NO_SLICE] if by else None)
+
+    def pairs(self, arm: str = "candidate", against: str = "baseline") -> pl.DataFrame:
+        """One row per trace that has a first attempt (attempt 0) on both arms.
+
+        Columns: ``trace_id``, then ``latency_ms``, ``ok``, ``cost_usd`` and ``output_text``
+        of each arm, prefixed ``<against>_`` and ``<arm>_``.
+        """
+        for name in (arm, against):
+            if name not in ARMS:
+                raise UsageError(f"arm is {name!r}; it must be one of {', '.join(sorted(ARMS))}")
+        if arm == against:
+            raise UsageError(f"pairs needs two different arms; both are {arm!r}")
+        fields = ("latency_ms", "ok", "cost_usd", "output_text")
+        columns = ", ".join(
+            f"{side}.{f} AS {_ident(f'{name}_{f}')}"
+            for side, name in (("b", against), ("c", arm))
+            for f in fields
+        )
+        query = (
+            f"SELECT b.trace_id, {columns} FROM run_results AS b"  # noqa: S608
+            " JOIN run_results AS c ON c.trace_id = b.trace_id AND c.attempt = 0"
+            " AND c.arm = $2 WHERE b.attempt = 0 AND b.arm = $1 ORDER BY b.trace_id"
+        )
+        return self.sql(query, [against, arm])
+
+    def reprice(self, table: PricingTable) -> Run:
+        """A new Run of this run whose ``cost_usd`` is recomputed from tokens with ``table``.
+
+        Models are matched as :meth:`PricingTable.price` matches them. A row whose model has
+        no price (or no model) gets a NULL cost; the unknown names are in ``unknown_models``.
+        The views ``results`` keeps the stored costs; only ``run_results`` is repriced.
+        """
+        models = [
+            str(m)
+            for (m,) in self._con.execute(
+                "SELECT DISTINCT model FROM run_results WHERE model IS NOT NULL"
+            ).fetchall()
+        ]
+        prices = []
+        unknown = set()
+        for model in models:
+            price = table.price(model)
+            if price is None:
+                unknown.add(model)
+                continue
+            cached = price.input if price.cached_input is None else price.cached_input
+            prices.append((model, price.input, price.output, cached))
+        con = _connect(self.path)
+        con.execute(
+            "CREATE TEMP TABLE prices (model VARCHAR PRIMARY KEY, input DOUBLE, output DOUBLE,"
+            " cached_input DOUBLE)"
+        ).complete()
+        if prices:
+            con.executemany("INSERT INTO prices VALUES (?, ?, ?, ?)", prices)
+        con.execute(
+            "CREATE TEMP VIEW run_results AS SELECT r.* REPLACE"  # noqa: S608 (constants)
+            f" (CASE WHEN p.model IS NULL THEN NULL ELSE {_REPRICED_COST} END AS cost_usd)"
+            " FROM results AS r LEFT JOIN prices AS p ON p.model = r.model"
+            f" WHERE r.run_id = {_literal(self.run_id)}"
+        ).complete()
+        return Run(con, path=self.path, run_id=self.run_id, unknown_models=frozenset(unknown))
+
+    def close(self) -> None:
+        """Close the DuckDB connection; safe to call twice."""
+        self._con.close()
+
+    def __repr__(self) -> str:
+        return f"<Run {self.run_id!r} of {self.path}>"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _connect(path: str) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    try:
+        results_relation(con, path)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def open_run(path: str | os.PathLike[str], run_id: str | None = None) -> Run:
+    """Open run ``run_id`` (default: the latest started) of the results store at ``path``.
+
+    ``path`` is a DuckDB results file or a Parquet results directory.
+
+    Raises:
+        UsageError: ``path`` is missing or not a results store, it holds no run, or it does
+            not hold ``run_id``.
+    """
+    text = os.fspath(path)
+    con = _connect(text)
+    try:
+        if run_id is None:
+            rows = con.execute(
+                "SELECT run_id FROM (SELECT run_id, started_at FROM runs UNION ALL"
+                " SELECT DISTINCT run_id, NULL FROM results)"
+                " ORDER BY started_at DESC NULLS LAST, run_id DESC LIMIT 1"
+            ).fetchall()
+            if not rows:
+                raise UsageError(f"{text} holds no run yet; replay into it first (--out)")
+            run_id = str(rows[0][0])
+        else:
+            found = con.execute(
+                "SELECT count(*) FROM (SELECT run_id FROM runs WHERE run_id = $1"
+                " UNION ALL SELECT run_id FROM results WHERE run_id = $1)",
+                [run_id],
+            ).fetchall()[0][0]
+            if not found:
+                known = [str(r) for (r,) in con.execute("SELECT run_id FROM runs").fetchall()]
+                raise UsageError(
+                    f"{text} has no run {run_id!r}; its runs are: {', '.join(known) or 'none'}"
+                )
+        con.execute(
+            "CREATE TEMP VIEW run_results AS SELECT * FROM results"  # noqa: S608
+            f" WHERE run_id = {_literal(run_id)}"
+        ).complete()
+    except BaseException:
+        con.close()
+        raise
+    return Run(con, path=text, run_id=run_id)
