@@ -24,6 +24,7 @@ __all__ = ["cli", "main"]
 
 _COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, short help shown by `shadow --help` without importing the module)
+    "analyze": ("shadow.cli.analyze_cmd", "Summarise a run by arm and slice, with deltas."),
     "broker": ("shadow.cli.broker_cmd", "Run the embedded Kafka-compatible broker."),
     "capture": ("shadow.cli.capture_cmd", "Run the capture sidecar in front of a live service."),
     "import": ("shadow.cli.import_cmd", "Turn public trace formats into TraceRecords."),

@@ -1,0 +1,133 @@
+"""The figures ``shadow analyze`` prints: per (slice, arm) summaries and deltas vs the baseline.
+
+The JSON shape is DESIGN.md's: ``{"run_id": ..., "groups": [...]}``; each group has ``slice``,
+``arm``, the summary figures of :meth:`analysis.run.Run.summary`, and for every arm but the
+baseline a ``delta`` object: for each latency and cost figure, the relative change against the
+baseline arm of the same slice (``change`` = candidate / baseline − 1) with a 95% bootstrap
+interval (``lo``, ``hi``; see :func:`analysis.stats.bootstrap_delta` for when a bounded
+subsample is used). The baseline arm is ``baseline``, or ``production`` in a live-mirror run.
+
+Divergence figures (``divergence_mean``, ``divergence_p95``, ``excess_divergence``) are part of
+the contract but not computed yet: they are present and null.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from analysis.run import NO_SLICE, Run
+from analysis.stats import bootstrap_delta, ratio_ci_cost_per_success
+
+__all__ = ["DELTA_FIGURES", "analyze", "baseline_arm"]
+
+_STATS: dict[str, Literal["p50", "p95", "p99"]] = {"50_ms": "p50", "95_ms": "p95", "99_ms": "p99"}
+
+DELTA_FIGURES = (
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "ttft_p50_ms",
+    "ttft_p95_ms",
+    "ttft_p99_ms",
+    "cost_per_success_usd",
+)
+
+
+def baseline_arm(arms: Sequence[str]) -> str | None:
+    """The arm others are compared with: ``baseline``, else ``production`` (live mirror)."""
+    for name in ("baseline", "production"):
+        if name in arms:
+            return name
+    return None
+
+
+def analyze(
+    run: Run, by: Sequence[str] = (), *, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Everything ``shadow analyze --format json`` prints for ``run``."""
+    summary = run.summary(by)
+    keys = list(by)
+    raw = _raw_rows(run, keys)
+    groups: list[dict[str, Any]] = []
+    rows = summary.to_dicts()
+    arms = sorted({row["arm"] for row in rows})
+    reference = baseline_arm(arms)
+    for row in rows:
+        slice_values = {name: row.pop(name) for name in keys}
+        group: dict[str, Any] = {"slice": slice_values, **{k: _clean(v) for k, v in row.items()}}
+        if row["arm"] != reference:
+            group.update(divergence_mean=None, divergence_p95=None, excess_divergence=None)
+            if reference is not None:
+                key = tuple(slice_values[name] for name in keys)
+                base = raw.get((*key, reference))
+                cand = raw.get((*key, row["arm"]))
+                group["delta"] = _deltas(base, cand, n_boot=n_boot, seed=seed)
+        groups.append(group)
+    return {"run_id": run.run_id, "baseline_arm": reference, "by": keys, "groups": groups}
+
+
+def _raw_rows(run: Run, keys: list[str]) -> dict[tuple[str, ...], dict[str, np.ndarray]]:
+    """Per (slice values..., arm): latency, ttft, cost and ok arrays for the bootstrap."""
+    slice_cols = [f"coalesce(slices[${i + 1}], ${len(keys) + 1}) AS s{i}" for i in range(len(keys))]
+    select = ", ".join([*slice_cols, "arm", "latency_ms", "ttft_ms", "cost_usd", "ok"])
+    frame = run.sql(
+        f"SELECT {select} FROM run_results",  # noqa: S608 (built from constants)
+        [*keys, NO_SLICE] if keys else None,
+    )
+    out: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
+    if frame.height == 0:
+        return out
+    group_cols = [f"s{i}" for i in range(len(keys))] + ["arm"]
+    for values, part in frame.group_by(group_cols):
+        key = tuple(str(v) for v in (values if isinstance(values, tuple) else (values,)))
+        out[key] = {
+            "latency_ms": part["latency_ms"].cast(float).to_numpy(),
+            "ttft_ms": part["ttft_ms"].cast(float).to_numpy(),
+            "cost_usd": part["cost_usd"].cast(float).fill_null(0.0).to_numpy(),
+            "ok": part["ok"].cast(float).fill_null(0.0).to_numpy(),
+        }
+    return out
+
+
+def _deltas(
+    base: dict[str, np.ndarray] | None,
+    cand: dict[str, np.ndarray] | None,
+    *,
+    n_boot: int,
+    seed: int,
+) -> dict[str, dict[str, float | None]]:
+    deltas: dict[str, dict[str, float | None]] = {}
+    for figure in DELTA_FIGURES:
+        result: tuple[float, float, float] | None = None
+        if base is not None and cand is not None:
+            if figure == "cost_per_success_usd":
+                if base["ok"].sum() > 0 and cand["ok"].sum() > 0:
+                    result = ratio_ci_cost_per_success(
+                        base["cost_usd"], base["ok"], cand["cost_usd"], cand["ok"],
+                        n_boot=n_boot, seed=seed,
+                    )  # fmt: skip
+            else:
+                column, _, stat = figure.rpartition("_p")  # "latency_p99_ms" -> latency, 99_ms
+                b, c = base[column + "_ms"], cand[column + "_ms"]
+                b, c = b[~np.isnan(b)], c[~np.isnan(c)]
+                if b.size and c.size:
+                    result = bootstrap_delta(b, c, _STATS[stat], n_boot=n_boot, seed=seed)
+        deltas[figure] = (
+            {"change": _clean(result[0]), "lo": _clean(result[1]), "hi": _clean(result[2])}
+            if result is not None
+            else {"change": None, "lo": None, "hi": None}
+        )
+    return deltas
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become null; numpy scalars become Python numbers."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,128 @@
+"""``shadow analyze``: latency, tokens and cost per successful response, by arm and slice."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+__all__ = ["command"]
+
+
+@click.command("analyze")
+@click.argument("run_path", metavar="RUN")
+@click.option("--by", default="", metavar="SLICE[,SLICE]",
+              help="Group by slice labels, e.g. --by intent or --by tenant,size.")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True)  # fmt: skip
+@click.option("--pricing", type=click.Path(exists=True, dir_okay=False),
+              help="Re-price the run with this pricing file (TOML or LiteLLM JSON).")  # fmt: skip
+@click.option("--run-id", help="Which run of the store (default: the latest).")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(100), default=1000, show_default=True,
+              help="Bootstrap resamples for the 95% intervals of the deltas.")  # fmt: skip
+def command(run_path: str, by: str, fmt: str, pricing: str | None, run_id: str | None,
+            n_boot: int) -> None:  # fmt: skip
+    """Summarise a replay or mirror run by arm and slice: n, ok rate, latency and TTFT
+    p50/p95/p99, TPOT, token sums, cost and cost per successful response, and for each arm
+    its relative change against the baseline with a 95% bootstrap interval.
+
+    RUN is the DuckDB file (or Parquet DIR/) that shadow replay or shadow mirror wrote.
+    Percentiles are linear-interpolated over every attempt that has the value (errors and
+    timeouts included); cost per success = cost of all attempts / successful ones.
+    Output divergence is not computed yet (its JSON fields are null).
+
+    \b
+    Examples:
+      shadow analyze run.duckdb
+      shadow analyze run.duckdb --by intent --format json | jq '.groups[] | {slice, arm, delta}'
+      shadow analyze run.duckdb --by tenant,size --pricing litellm_prices.json --format csv
+    """
+    from analysis.analyze import analyze
+    from analysis.run import open_run
+    from shadow.pricing import load_pricing
+
+    keys = [name.strip() for name in by.split(",") if name.strip()]
+    run = open_run(run_path, run_id)
+    if pricing:
+        run = run.reprice(load_pricing(pricing))
+    result = analyze(run, keys, n_boot=n_boot)
+    if fmt == "json":
+        click.echo(json.dumps(result))
+    elif fmt == "csv":
+        click.echo(_csv(result, keys), nl=False)
+    else:
+        _table(result, keys)
+
+
+def _flat(group: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    row = {name: group["slice"][name] for name in keys}
+    row.update({k: v for k, v in group.items() if k not in ("slice", "delta")})
+    for figure, delta in (group.get("delta") or {}).items():
+        row[f"delta_{figure}"] = delta["change"]
+        row[f"delta_{figure}_lo"] = delta["lo"]
+        row[f"delta_{figure}_hi"] = delta["hi"]
+    return row
+
+
+def _csv(result: dict[str, Any], keys: list[str]) -> str:
+    import csv
+    import io
+
+    rows = [_flat(g, keys) for g in result["groups"]]
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _table(result: dict[str, Any], keys: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"run {result['run_id']} (vs {result['baseline_arm'] or 'no baseline'})",
+                  title_justify="left")  # fmt: skip
+    columns = [*keys, "arm", "n", "ok", "p50 ms", "p95 ms", "p99 ms", "ttft p95", "$/ok",
+               "Δp99 (95% CI)", "Δ$/ok (95% CI)"]  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="left" if column in [*keys, "arm"] else "right")
+    for g in result["groups"]:
+        delta = g.get("delta") or {}
+        table.add_row(
+            *(str(g["slice"][k]) for k in keys),
+            g["arm"],
+            f"{g['n']:,}",
+            _pct(g["ok_rate"]),
+            _num(g["latency_p50_ms"]),
+            _num(g["latency_p95_ms"]),
+            _num(g["latency_p99_ms"]),
+            _num(g["ttft_p95_ms"]),
+            _usd(g["cost_per_success_usd"]),
+            _delta(delta.get("latency_p99_ms")),
+            _delta(delta.get("cost_per_success_usd")),
+        )
+    Console().print(table)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6f}"
+
+
+def _delta(delta: dict[str, float | None] | None) -> str:
+    if not delta or delta["change"] is None:
+        return ""
+    lo, hi = delta["lo"], delta["hi"]
+    interval = f" [{lo:+.1%}, {hi:+.1%}]" if lo is not None and hi is not None else ""
+    return f"{delta['change']:+.1%}{interval}"
