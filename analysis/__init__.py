@@ -7,6 +7,8 @@ report, plus the API the notebooks import. It builds on ``shadow`` (schema, conf
 
 from __future__ import annotations
 
+from analysis.analyze import analyze
+from analysis.divergence import lexical, structural
 from analysis.run import NO_SLICE, Run, open_run
 from analysis.stats import (
     benjamini_hochberg,
@@ -19,10 +21,13 @@ from analysis.stats import (
 __all__ = [
     "NO_SLICE",
     "Run",
+    "analyze",
     "benjamini_hochberg",
     "bootstrap_delta",
     "fisher_ok",
+    "lexical",
     "mann_whitney",
     "open_run",
     "ratio_ci_cost_per_success",
+    "structural",
 ]

@@ -7,8 +7,11 @@ baseline arm of the same slice (``change`` = candidate / baseline − 1) with a 
 interval (``lo``, ``hi``; see :func:`analysis.stats.bootstrap_delta` for when a bounded
 subsample is used). The baseline arm is ``baseline``, or ``production`` in a live-mirror run.
 
-Divergence figures (``divergence_mean``, ``divergence_p95``, ``excess_divergence``) are part of
-the contract but not computed yet: they are present and null.
+Divergence (:mod:`analysis.divergence`) compares each trace's final output on an arm with the
+baseline's: ``divergence_mean`` and ``divergence_p95`` per slice, and ``excess_divergence`` =
+that mean minus the baseline-vs-``baseline_repeat`` mean (the noise floor; null when the run
+has no repeat arm). ``divergence_kind`` says which measure was used (``lexical`` until an
+embedding model is configured; JSON outputs are always compared structurally).
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
+import polars as pl
 
+from analysis.divergence import Embedder, divergence, kind
 from analysis.run import NO_SLICE, Run
 from analysis.stats import bootstrap_delta, ratio_ci_cost_per_success
 
-__all__ = ["DELTA_FIGURES", "analyze", "baseline_arm"]
+__all__ = ["DELTA_FIGURES", "analyze", "baseline_arm", "divergent", "pair_divergence"]
 
 _STATS: dict[str, Literal["p50", "p95", "p99"]] = {"50_ms": "p50", "95_ms": "p95", "99_ms": "p99"}
 
@@ -46,7 +51,12 @@ def baseline_arm(arms: Sequence[str]) -> str | None:
 
 
 def analyze(
-    run: Run, by: Sequence[str] = (), *, n_boot: int = 1000, seed: int = 0
+    run: Run,
+    by: Sequence[str] = (),
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    embedder: Embedder | None = None,
 ) -> dict[str, Any]:
     """Everything ``shadow analyze --format json`` prints for ``run``."""
     summary = run.summary(by)
@@ -56,18 +66,109 @@ def analyze(
     rows = summary.to_dicts()
     arms = sorted({row["arm"] for row in rows})
     reference = baseline_arm(arms)
+    pairs = pair_divergence(run, keys, reference, embedder) if reference else {}
     for row in rows:
         slice_values = {name: row.pop(name) for name in keys}
         group: dict[str, Any] = {"slice": slice_values, **{k: _clean(v) for k, v in row.items()}}
         if row["arm"] != reference:
-            group.update(divergence_mean=None, divergence_p95=None, excess_divergence=None)
+            key = tuple(str(slice_values[name]) for name in keys)
+            group.update(_divergence_figures(pairs, key, row["arm"]))
             if reference is not None:
-                key = tuple(slice_values[name] for name in keys)
                 base = raw.get((*key, reference))
                 cand = raw.get((*key, row["arm"]))
                 group["delta"] = _deltas(base, cand, n_boot=n_boot, seed=seed)
         groups.append(group)
-    return {"run_id": run.run_id, "baseline_arm": reference, "by": keys, "groups": groups}
+    return {
+        "run_id": run.run_id,
+        "baseline_arm": reference,
+        "by": keys,
+        "divergence_kind": kind(embedder),
+        "groups": groups,
+    }
+
+
+def pair_divergence(
+    run: Run, keys: Sequence[str], reference: str, embedder: Embedder | None = None
+) -> dict[tuple[str, ...], np.ndarray]:
+    """Per (slice values..., arm): each trace's final-output divergence from the reference arm."""
+    slice_cols = [f"coalesce(slices[${i + 1}], ${len(keys) + 1}) AS s{i}" for i in range(len(keys))]
+    frame = run.sql(
+        "SELECT trace_id, arm, output_text"  # noqa: S608 (built from constants)
+        + "".join(f", {c}" for c in slice_cols)
+        + " FROM run_results QUALIFY row_number() OVER"
+        " (PARTITION BY trace_id, arm ORDER BY attempt DESC) = 1",
+        [*keys, NO_SLICE] if keys else None,
+    )
+    texts: dict[str, dict[str, str | None]] = {}
+    slice_of: dict[str, tuple[str, ...]] = {}
+    for row in frame.iter_rows(named=True):
+        texts.setdefault(row["trace_id"], {})[row["arm"]] = row["output_text"]
+        slice_of[row["trace_id"]] = tuple(str(row[f"s{i}"]) for i in range(len(keys)))
+    out: dict[tuple[str, ...], list[float]] = {}
+    arms = {arm for by_arm in texts.values() for arm in by_arm} - {reference}
+    for arm in sorted(arms):
+        traces = [t for t, by_arm in texts.items() if arm in by_arm and reference in by_arm]
+        values = divergence(
+            [texts[t][arm] for t in traces], [texts[t][reference] for t in traces], embedder
+        )
+        for trace, value in zip(traces, values, strict=True):
+            out.setdefault((*slice_of[trace], arm), []).append(float(value))
+    return {key: np.asarray(values) for key, values in out.items()}
+
+
+def divergent(
+    run: Run, k: int = 10, *, arm: str = "candidate", embedder: Embedder | None = None
+) -> pl.DataFrame:
+    """The ``k`` traces whose final output on ``arm`` diverges most from the baseline's.
+
+    Columns: ``trace_id``, ``divergence``, ``baseline_text``, ``<arm>_text`` (most divergent first).
+    """
+    reference = baseline_arm(run.sql("SELECT DISTINCT arm FROM run_results")["arm"].to_list())
+    if reference is None:
+        return pl.DataFrame()
+    frame = run.sql(
+        "SELECT trace_id, arm, output_text FROM run_results WHERE arm IN ($1, $2)"
+        " QUALIFY row_number() OVER (PARTITION BY trace_id, arm ORDER BY attempt DESC) = 1",
+        [reference, arm],
+    )
+    texts: dict[str, dict[str, str | None]] = {}
+    for row in frame.iter_rows(named=True):
+        texts.setdefault(row["trace_id"], {})[row["arm"]] = row["output_text"]
+    traces = [t for t, by_arm in texts.items() if len(by_arm) == 2]
+    values = divergence(
+        [texts[t][arm] for t in traces], [texts[t][reference] for t in traces], embedder
+    )
+    table = pl.DataFrame(
+        {
+            "trace_id": traces,
+            "divergence": values,
+            f"{reference}_text": [texts[t][reference] for t in traces],
+            f"{arm}_text": [texts[t][arm] for t in traces],
+        },
+        schema={
+            "trace_id": pl.String,
+            "divergence": pl.Float64,
+            f"{reference}_text": pl.String,
+            f"{arm}_text": pl.String,
+        },
+    )
+    return (
+        table.filter(pl.col("divergence").is_not_nan()).sort("divergence", descending=True).head(k)
+    )
+
+
+def _divergence_figures(
+    pairs: dict[tuple[str, ...], np.ndarray], key: tuple[str, ...], arm: str
+) -> dict[str, float | None]:
+    values = pairs.get((*key, arm))
+    mean = p95 = excess = None
+    if values is not None and np.isfinite(values).any():
+        mean = float(np.nanmean(values))
+        p95 = float(np.nanpercentile(values, 95))
+        noise = pairs.get((*key, "baseline_repeat"))
+        if arm != "baseline_repeat" and noise is not None and np.isfinite(noise).any():
+            excess = mean - float(np.nanmean(noise))
+    return {"divergence_mean": mean, "divergence_p95": p95, "excess_divergence": excess}
 
 
 def _raw_rows(run: Run, keys: list[str]) -> dict[tuple[str, ...], dict[str, np.ndarray]]:

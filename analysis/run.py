@@ -177,6 +177,13 @@ class Run:
         )
         return self.sql(query, [against, arm])
 
+    def divergent(self, k: int = 10, *, arm: str = "candidate") -> pl.DataFrame:
+        """The ``k`` traces whose output on ``arm`` diverges most from the baseline's, with
+        both texts (lexical measure; see :mod:`analysis.divergence`)."""
+        from analysis.analyze import divergent
+
+        return divergent(self, k, arm=arm)
+
     def reprice(self, table: PricingTable) -> Run:
         """A new Run of this run whose ``cost_usd`` is recomputed from tokens with ``table``.
 

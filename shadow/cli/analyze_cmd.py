@@ -30,7 +30,9 @@ def command(run_path: str, by: str, fmt: str, pricing: str | None, run_id: str |
     RUN is the DuckDB file (or Parquet DIR/) that shadow replay or shadow mirror wrote.
     Percentiles are linear-interpolated over every attempt that has the value (errors and
     timeouts included); cost per success = cost of all attempts / successful ones.
-    Output divergence is not computed yet (its JSON fields are null).
+    Divergence of each arm's outputs from the baseline's (0 = same, 1 = unrelated) is
+    lexical (1 - token F1) or structural for JSON; excess = divergence minus the
+    baseline-vs-baseline_repeat noise floor (replay with --repeat-baseline).
 
     \b
     Examples:
@@ -87,7 +89,7 @@ def _table(result: dict[str, Any], keys: list[str]) -> None:
     table = Table(title=f"run {result['run_id']} (vs {result['baseline_arm'] or 'no baseline'})",
                   title_justify="left")  # fmt: skip
     columns = [*keys, "arm", "n", "ok", "p50 ms", "p95 ms", "p99 ms", "ttft p95", "$/ok",
-               "Δp99 (95% CI)", "Δ$/ok (95% CI)"]  # fmt: skip
+               "Δp99 (95% CI)", "Δ$/ok (95% CI)", "div", "excess"]  # fmt: skip
     for column in columns:
         table.add_column(column, justify="left" if column in [*keys, "arm"] else "right")
     for g in result["groups"]:
@@ -104,8 +106,14 @@ def _table(result: dict[str, Any], keys: list[str]) -> None:
             _usd(g["cost_per_success_usd"]),
             _delta(delta.get("latency_p99_ms")),
             _delta(delta.get("cost_per_success_usd")),
+            _ratio(g.get("divergence_mean")),
+            _ratio(g.get("excess_divergence")),
         )
     Console().print(table)
+
+
+def _ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
 
 
 def _num(value: float | None) -> str:

@@ -1,0 +1,119 @@
+"""How different two outputs are, per trace: 0 = the same, 1 = unrelated.
+
+Two measures are built in and need no model:
+
+- **lexical**: 1 − token F1 between the two texts (tokens are lower-cased word runs; F1 of the
+  two bags of words, as in SQuAD's answer overlap);
+- **structural**, when both outputs are JSON: 1 − the Jaccard similarity of their sets of
+  (path, type, value) leaves, so a changed key, type or value each counts.
+
+The *semantic* measure (1 − cosine of sentence embeddings) plugs in through the
+:class:`Embedder` protocol; until an embedding model is configured, figures are labelled
+``lexical`` so nobody mistakes word overlap for meaning.
+
+``excess divergence`` (DESIGN.md) = mean candidate-vs-baseline divergence − mean
+baseline-vs-baseline_repeat divergence: the part of the difference that the baseline's own
+nondeterminism does not explain.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+__all__ = ["Embedder", "divergence", "kind", "lexical", "structural"]
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised vectors (one row per text)."""
+
+    name: str
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of ``texts``, shape (len(texts), dim), rows of unit length."""
+        ...
+
+
+def lexical(a: str | None, b: str | None) -> float:
+    """1 − token F1 of the two texts (two empty texts are identical: 0)."""
+    ta = Counter(w.lower() for w in _WORD.findall(a or ""))
+    tb = Counter(w.lower() for w in _WORD.findall(b or ""))
+    if not ta and not tb:
+        return 0.0
+    common = sum((ta & tb).values())
+    if common == 0:
+        return 1.0
+    precision = common / sum(ta.values())
+    recall = common / sum(tb.values())
+    return 1.0 - 2 * precision * recall / (precision + recall)
+
+
+def _leaves(value: Any, path: str = "$") -> Iterator[tuple[str, str, str]]:
+    if isinstance(value, dict):
+        if not value:
+            yield (path, "object", "{}")
+        for key, child in value.items():
+            yield from _leaves(child, f"{path}.{key}")
+    elif isinstance(value, list):
+        if not value:
+            yield (path, "array", "[]")
+        for index, child in enumerate(value):
+            yield from _leaves(child, f"{path}[{index}]")
+    else:
+        yield (path, type(value).__name__, json.dumps(value, sort_keys=True))
+
+
+def structural(a: str | None, b: str | None) -> float | None:
+    """1 − Jaccard of the JSON leaves (path, type, value); None unless both are JSON."""
+    try:
+        da, db = json.loads(a or ""), json.loads(b or "")
+    except ValueError:
+        return None
+    if not isinstance(da, dict | list) or not isinstance(db, dict | list):
+        return None
+    la, lb = set(_leaves(da)), set(_leaves(db))
+    union = la | lb
+    return 0.0 if not union else 1.0 - len(la & lb) / len(union)
+
+
+def kind(embedder: Embedder | None) -> str:
+    """The label of the figures a run gets: ``semantic:<model>`` or ``lexical``."""
+    return f"semantic:{embedder.name}" if embedder is not None else "lexical"
+
+
+def divergence(
+    a: Sequence[str | None], b: Sequence[str | None], embedder: Embedder | None = None
+) -> np.ndarray:
+    """Per-pair divergence of two aligned lists of outputs.
+
+    JSON pairs use :func:`structural`; other pairs use 1 − cosine of their embeddings when an
+    ``embedder`` is given, else :func:`lexical`. A pair where either side is missing (the arm
+    failed) gets NaN: failures are counted by the ok rate, not as divergence.
+    """
+    if len(a) != len(b):
+        raise ValueError("the two lists of outputs differ in length")
+    out = np.full(len(a), np.nan)
+    semantic: list[int] = []
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        if x is None or y is None:
+            continue
+        shape = structural(x, y)
+        if shape is not None:
+            out[i] = shape
+        elif embedder is not None:
+            semantic.append(i)
+        else:
+            out[i] = lexical(x, y)
+    if semantic and embedder is not None:
+        ea = embedder.embed([str(a[i]) for i in semantic])
+        eb = embedder.embed([str(b[i]) for i in semantic])
+        cosine = np.clip(np.sum(ea * eb, axis=1), -1.0, 1.0)
+        out[semantic] = 1.0 - cosine
+    return out
