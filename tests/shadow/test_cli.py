@@ -21,7 +21,7 @@ def test_help_lists_every_command_without_importing_them() -> None:
     """`shadow --help` lists the commands with their one-line summaries."""
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
-    for name in ("analyze", "broker", "capture", "import", "mirror", "mock-llm", "replay"):
+    for name in ("analyze", "broker", "capture", "gate", "import", "mirror", "mock-llm", "replay"):
         assert f"  {name} " in result.output
     probe = (
         "import sys; from click.testing import CliRunner; from shadow.cli import cli; "
@@ -37,7 +37,7 @@ def test_help_lists_every_command_without_importing_them() -> None:
 
 def test_every_command_has_help_with_an_example() -> None:
     """Each command's --help explains itself and shows an example invocation."""
-    commands = ["analyze", "broker", "capture", "mirror", "mock-llm", "replay"]
+    commands = ["analyze", "broker", "capture", "gate", "mirror", "mock-llm", "replay"]
     for args in [*([c] for c in commands), ["import", "azure"]]:
         result = CliRunner().invoke(cli, [*args, "--help"])
         assert result.exit_code == 0, result.output

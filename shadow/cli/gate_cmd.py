@@ -1,0 +1,64 @@
+"""``shadow gate``: pass or fail a run against rules, for CI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from shadow.config import load_config
+from shadow.errors import UsageError
+
+__all__ = ["command"]
+
+
+@click.command("gate")
+@click.argument("run_path", metavar="RUN")
+@click.option("--rules", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="TOML file with [[gate]] rules (see examples/gates.toml).")  # fmt: skip
+@click.option("--run-id", help="Which run of the store (default: the latest).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)  # fmt: skip
+def command(run_path: str, rules: Path, run_id: str | None, fmt: str) -> None:
+    """Judge the candidate against the baseline with the rules of a gates file.
+
+    A relative rule (max_increase_pct, max_decrease_pct) fails only when the whole 95%
+    interval of the change lies beyond its bound, so noise alone never fails a build; max/min
+    rules compare the candidate's figure itself. Exit 0 when every rule passes, 1 when a
+    regression is found (each failure explained in one line), 2 for bad input.
+
+    \b
+    Example gates.toml:
+      [[gate]]
+      metric = "latency_p99_ms"
+      max_increase_pct = 10
+      by = ["intent"]
+      min_samples = 50
+    \b
+      shadow gate run.duckdb --rules gates.toml || echo "regression: do not ship"
+    """
+    from analysis.gate import evaluate
+    from analysis.run import open_run
+
+    config = load_config(rules)
+    if not config.gate:
+        raise UsageError(f"{rules} has no [[gate]] rules; see examples/gates.toml")
+    verdicts = evaluate(open_run(run_path, run_id), config.gate)
+    failed = [v for v in verdicts if v.status == "fail"]
+    if fmt == "json":
+        click.echo(json.dumps({"passed": not failed, "verdicts": [v.as_dict() for v in verdicts]}))
+    else:
+        for verdict in verdicts:
+            click.echo(f"{verdict.status.upper():<9} {verdict.message}")
+        judged = sum(v.status in ("pass", "fail") for v in verdicts)
+        unjudged = len(verdicts) - judged
+        tail = f"; {unjudged} not judged (too small or no data)" if unjudged else ""
+        click.echo(
+            f"gate: FAILED, {len(failed)} of {judged} judged checks" + tail
+            if failed
+            else f"gate: passed, {judged} judged checks" + tail
+        )
+    if failed:
+        sys.exit(1)

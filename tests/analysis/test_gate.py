@@ -1,0 +1,100 @@
+"""`shadow gate`: true positives, true negatives, small slices, bad rules, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shadow.results import ResultRow, ResultsStore
+
+
+@pytest.fixture(scope="module")
+def run_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run whose candidate is 30% slower on 'hard', the same on 'easy', with a tiny 'rare'."""
+    path = tmp_path_factory.mktemp("gate") / "run.duckdb"
+    rng = np.random.default_rng(11)
+    rows = []
+    for intent, slowdown, n in (("easy", 1.0, 300), ("hard", 1.3, 300), ("rare", 3.0, 5)):
+        for arm, factor in (("baseline", 1.0), ("candidate", slowdown)):
+            for i, latency in enumerate(rng.lognormal(6.0, 0.3, size=n) * factor):
+                rows.append(
+                    ResultRow(
+                        run_id="r",
+                        trace_id=f"{intent}-{i}",
+                        arm=arm,
+                        scheduled_at=0.0,
+                        sent_at=0.0,
+                        latency_ms=float(latency),
+                        status=200,
+                        ok=True,
+                        model="m",
+                        prompt_tokens=10,
+                        completion_tokens=5,
+                        cost_usd=0.001,
+                        slices={"intent": intent},
+                        output_text="same answer",
+                    )
+                )
+    with ResultsStore.open(path) as store:
+        store.start_run("r", source="t", config={}, arms=["baseline", "candidate"])
+        store.write(rows)
+    return path
+
+
+def gate(run: Path, rules: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    file = tmp_path / "gates.toml"
+    file.write_text(rules)
+    return subprocess.run(
+        [sys.executable, "-m", "shadow", "gate", str(run), "--rules", str(file), *extra],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+P50_RULE = '[[gate]]\nmetric = "latency_p50_ms"\nmax_increase_pct = {bound}\nby = ["intent"]\n'
+
+
+def test_a_real_regression_fails_with_exit_1_and_one_line_per_failure(
+    run_file: Path, tmp_path: Path
+) -> None:
+    """'hard' is 30% slower: a 10% bound fails there, passes 'easy', and skips tiny 'rare'."""
+    result = gate(run_file, P50_RULE.format(bound=10), tmp_path, "--format", "json")
+    assert result.returncode == 1, result.stderr
+    verdicts = {v["slice"]["intent"]: v for v in json.loads(result.stdout)["verdicts"]}
+    assert verdicts["hard"]["status"] == "fail"
+    assert verdicts["hard"]["lo"] > 0.1
+    assert verdicts["easy"]["status"] == "pass"
+    assert verdicts["rare"]["status"] == "too_small"
+    text = gate(run_file, P50_RULE.format(bound=10), tmp_path)
+    failures = [line for line in text.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(failures) == 1
+    assert "intent=hard" in failures[0]
+
+
+def test_a_generous_bound_passes_with_exit_0(run_file: Path, tmp_path: Path) -> None:
+    """With a 60% bound nothing fails: the gate exits 0."""
+    result = gate(run_file, P50_RULE.format(bound=60), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "gate: passed" in result.stdout
+
+
+def test_absolute_rules_compare_the_candidates_value(run_file: Path, tmp_path: Path) -> None:
+    """max/min rules judge the figure itself: identical outputs have zero divergence."""
+    rules = '[[gate]]\nmetric = "divergence_mean"\nmax = 0.01\n'
+    rules += '[[gate]]\nmetric = "ok_rate"\nmax_decrease_pct = 1\n'
+    result = gate(run_file, rules, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_rule_that_cannot_apply_is_bad_input(run_file: Path, tmp_path: Path) -> None:
+    """An unknown metric, or a file without rules, is one line and exit 2."""
+    bad = gate(run_file, '[[gate]]\nmetric = "vibes"\nmax_increase_pct = 5\n', tmp_path)
+    assert bad.returncode == 2
+    assert len(bad.stderr.strip().splitlines()) == 1
+    assert "vibes" in bad.stderr
+    empty = gate(run_file, "# nothing\n", tmp_path)
+    assert empty.returncode == 2
