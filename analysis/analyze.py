@@ -25,9 +25,27 @@ import polars as pl
 
 from analysis.divergence import Embedder, divergence, kind
 from analysis.run import NO_SLICE, Run
-from analysis.stats import bootstrap_delta, ratio_ci_cost_per_success
+from analysis.stats import bootstrap_delta, quantile_ratio_ci, ratio_ci_cost_per_success
 
-__all__ = ["DELTA_FIGURES", "analyze", "baseline_arm", "divergent", "pair_divergence"]
+__all__ = [
+    "DELTA_FIGURES",
+    "MAX_PAIRS",
+    "MAX_ROWS",
+    "ORDER_STATISTIC_MIN_N",
+    "analyze",
+    "baseline_arm",
+    "divergent",
+    "pair_divergence",
+]
+
+MAX_ROWS = 50_000
+"""Rows per (slice, arm) fetched for the bootstrap intervals (the point change is exact)."""
+MAX_PAIRS = 2_000
+"""Traces per slice whose outputs are compared for divergence (a hash-chosen sample: the
+standard error of a mean divergence from 2,000 pairs is about 0.005)."""
+ORDER_STATISTIC_MIN_N = 2_000
+"""From this many values per arm, quantile deltas use distribution-free order-statistic
+intervals (:func:`analysis.stats.quantile_ratio_ci`) instead of the bootstrap."""
 
 _STATS: dict[str, Literal["p50", "p95", "p99"]] = {"50_ms": "p50", "95_ms": "p95", "99_ms": "p99"}
 
@@ -67,6 +85,7 @@ def analyze(
     arms = sorted({row["arm"] for row in rows})
     reference = baseline_arm(arms)
     pairs = pair_divergence(run, keys, reference, embedder) if reference else {}
+    exact = {(*(str(r[name]) for name in keys), r["arm"]): r for r in rows}
     for row in rows:
         slice_values = {name: row.pop(name) for name in keys}
         group: dict[str, Any] = {"slice": slice_values, **{k: _clean(v) for k, v in row.items()}}
@@ -77,6 +96,7 @@ def analyze(
                 base = raw.get((*key, reference))
                 cand = raw.get((*key, row["arm"]))
                 group["delta"] = _deltas(base, cand, n_boot=n_boot, seed=seed)
+                _exact_changes(group["delta"], exact.get((*key, reference)), row)
         groups.append(group)
     return {
         "run_id": run.run_id,
@@ -92,11 +112,22 @@ def pair_divergence(
 ) -> dict[tuple[str, ...], np.ndarray]:
     """Per (slice values..., arm): each trace's final-output divergence from the reference arm."""
     slice_cols = [f"coalesce(slices[${i + 1}], ${len(keys) + 1}) AS s{i}" for i in range(len(keys))]
-    frame = run.sql(
-        "SELECT trace_id, arm, output_text"  # noqa: S608 (built from constants)
+    names = ", ".join(f"s{i}" for i in range(len(keys)))
+    partition = f"PARTITION BY {names} " if keys else ""
+    # At most MAX_PAIRS traces per slice (the same traces on every arm, chosen by a hash of the
+    # trace id), so divergence stays bounded on runs of millions of rows.
+    distinct = f"trace_id, {names}" if keys else "trace_id"
+    query = (
+        "WITH finals AS (SELECT trace_id, arm, output_text"
         + "".join(f", {c}" for c in slice_cols)
         + " FROM run_results QUALIFY row_number() OVER"
-        " (PARTITION BY trace_id, arm ORDER BY attempt DESC) = 1",
+        " (PARTITION BY trace_id, arm ORDER BY attempt DESC) = 1),"
+        f" picked AS (SELECT trace_id FROM (SELECT DISTINCT {distinct} FROM finals)"
+        f" QUALIFY row_number() OVER ({partition}ORDER BY hash(trace_id)) <= {MAX_PAIRS})"
+        " SELECT finals.* FROM finals JOIN picked USING (trace_id)"
+    )
+    frame = run.sql(
+        query,  # built from this module's constants; values are bound
         [*keys, NO_SLICE] if keys else None,
     )
     texts: dict[str, dict[str, str | None]] = {}
@@ -175,8 +206,13 @@ def _raw_rows(run: Run, keys: list[str]) -> dict[tuple[str, ...], dict[str, np.n
     """Per (slice values..., arm): latency, ttft, cost and ok arrays for the bootstrap."""
     slice_cols = [f"coalesce(slices[${i + 1}], ${len(keys) + 1}) AS s{i}" for i in range(len(keys))]
     select = ", ".join([*slice_cols, "arm", "latency_ms", "ttft_ms", "cost_usd", "ok"])
+    groups = ", ".join([*(f"s{i}" for i in range(len(keys))), "arm"])
+    # The bootstrap resamples at most max_n values per arm anyway; fetching a bounded,
+    # hash-ordered sample per group keeps memory flat on runs of millions of rows.
     frame = run.sql(
-        f"SELECT {select} FROM run_results",  # noqa: S608 (built from constants)
+        f"SELECT * EXCLUDE (_k) FROM (SELECT {select}, row_number() OVER"
+        f" (PARTITION BY {groups} ORDER BY hash(trace_id, attempt)) AS _k FROM run_results)"
+        f" WHERE _k <= {MAX_ROWS}",
         [*keys, NO_SLICE] if keys else None,
     )
     out: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
@@ -192,6 +228,21 @@ def _raw_rows(run: Run, keys: list[str]) -> dict[tuple[str, ...], dict[str, np.n
             "ok": part["ok"].cast(float).fill_null(0.0).to_numpy(),
         }
     return out
+
+
+def _exact_changes(
+    deltas: dict[str, dict[str, float | None]],
+    base: dict[str, Any] | None,
+    cand: dict[str, Any],
+) -> None:
+    """Set each delta's point change from the exact summary figures (the interval may come
+    from a bounded sample; the point never does)."""
+    if base is None:
+        return
+    for figure, delta in deltas.items():
+        b, c = base.get(figure), cand.get(figure)
+        if delta["change"] is not None and b and c is not None:
+            delta["change"] = _clean(c / b - 1.0)
 
 
 def _deltas(
@@ -215,7 +266,10 @@ def _deltas(
                 column, _, stat = figure.rpartition("_p")  # "latency_p99_ms" -> latency, 99_ms
                 b, c = base[column + "_ms"], cand[column + "_ms"]
                 b, c = b[~np.isnan(b)], c[~np.isnan(c)]
-                if b.size and c.size:
+                if min(b.size, c.size) >= ORDER_STATISTIC_MIN_N:
+                    q = int(stat.removesuffix("_ms")) / 100
+                    result = quantile_ratio_ci(b, c, q)
+                elif b.size and c.size:
                     result = bootstrap_delta(b, c, _STATS[stat], n_boot=n_boot, seed=seed)
         deltas[figure] = (
             {"change": _clean(result[0]), "lo": _clean(result[1]), "hi": _clean(result[2])}

@@ -148,7 +148,7 @@ class Run:
         ]
         groups = ", ".join([*(_ident(name) for name in by), "arm"])
         query = (
-            f"SELECT {', '.join([*keys, 'arm'])}, {_FIGURES} FROM run_results"  # noqa: S608
+            f"SELECT {', '.join([*keys, 'arm'])}, {_FIGURES} FROM run_results"
             f" GROUP BY {groups} ORDER BY {groups}"
         )
         return self.sql(query, [*by, NO_SLICE] if by else None)
@@ -171,7 +171,7 @@ class Run:
             for f in fields
         )
         query = (
-            f"SELECT b.trace_id, {columns} FROM run_results AS b"  # noqa: S608
+            f"SELECT b.trace_id, {columns} FROM run_results AS b"
             " JOIN run_results AS c ON c.trace_id = b.trace_id AND c.attempt = 0"
             " AND c.arm = $2 WHERE b.attempt = 0 AND b.arm = $1 ORDER BY b.trace_id"
         )
@@ -214,7 +214,7 @@ class Run:
         if prices:
             con.executemany("INSERT INTO prices VALUES (?, ?, ?, ?)", prices)
         con.execute(
-            "CREATE TEMP VIEW run_results AS SELECT r.* REPLACE"  # noqa: S608 (constants)
+            "CREATE TEMP VIEW run_results AS SELECT r.* REPLACE"
             f" (CASE WHEN p.model IS NULL THEN NULL ELSE {_REPRICED_COST} END AS cost_usd)"
             " FROM results AS r LEFT JOIN prices AS p ON p.model = r.model"
             f" WHERE r.run_id = {_literal(self.run_id)}"
@@ -235,6 +235,7 @@ def _literal(text: str) -> str:
 
 def _connect(path: str) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")  # never mixed into --format json output
     try:
         results_relation(con, path)
     except BaseException:
@@ -276,7 +277,7 @@ def open_run(path: str | os.PathLike[str], run_id: str | None = None) -> Run:
                     f"{text} has no run {run_id!r}; its runs are: {', '.join(known) or 'none'}"
                 )
         con.execute(
-            "CREATE TEMP VIEW run_results AS SELECT * FROM results"  # noqa: S608
+            "CREATE TEMP VIEW run_results AS SELECT * FROM results"
             f" WHERE run_id = {_literal(run_id)}"
         ).complete()
     except BaseException:

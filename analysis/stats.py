@@ -13,6 +13,7 @@ than the full sample's would be (conservative), never narrower.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Final, Literal
 
@@ -26,6 +27,7 @@ __all__ = [
     "bootstrap_delta",
     "fisher_ok",
     "mann_whitney",
+    "quantile_ratio_ci",
     "ratio_ci_cost_per_success",
 ]
 
@@ -242,3 +244,43 @@ def benjamini_hochberg(pvalues: Sequence[float] | npt.ArrayLike) -> FloatArray:
     adjusted = np.minimum.accumulate(scaled[::-1])[::-1]
     out[order] = np.minimum(adjusted, 1.0)
     return out
+
+
+def quantile_ratio_ci(
+    baseline: npt.ArrayLike, candidate: npt.ArrayLike, q: float, *, level: float = 0.95
+) -> tuple[float, float, float]:
+    """Relative change of a quantile with a distribution-free interval, for large samples.
+
+    Each arm gets an order-statistic interval for its quantile (the ranks come from the
+    binomial distribution, no resampling, O(n)); the two are combined into an interval for
+    ``candidate / baseline − 1`` at per-arm level ``sqrt(level)``, so the joint coverage is at
+    least ``level`` (conservative: wider than a bootstrap's). Use it when n is large, where
+    resampling millions of values a thousand times is not affordable.
+    """
+    b = _finite(baseline)
+    c = _finite(candidate)
+    if b.size == 0 or c.size == 0:
+        return math.nan, math.nan, math.nan
+    per_arm = math.sqrt(level)
+    qb, lo_b, hi_b = _order_interval(b, q, per_arm)
+    qc, lo_c, hi_c = _order_interval(c, q, per_arm)
+    if qb <= 0 or lo_b <= 0:
+        return math.nan, math.nan, math.nan
+    return qc / qb - 1.0, lo_c / hi_b - 1.0, hi_c / lo_b - 1.0
+
+
+def _finite(values: npt.ArrayLike) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    finite: np.ndarray = array[np.isfinite(array)]
+    return finite
+
+
+def _order_interval(x: np.ndarray, q: float, level: float) -> tuple[float, float, float]:
+    n = x.size
+    alpha = 1.0 - level
+    lo_rank = int(_scipy_stats.binom.ppf(alpha / 2, n, q))
+    hi_rank = min(n - 1, int(_scipy_stats.binom.ppf(1 - alpha / 2, n, q)))
+    lo_rank = max(0, lo_rank - 1)
+    point = float(np.quantile(x, q))
+    lo, hi = np.partition(x, [lo_rank, hi_rank])[[lo_rank, hi_rank]]
+    return point, float(min(lo, point)), float(max(hi, point))

@@ -115,3 +115,19 @@ def test_benjamini_hochberg_enforces_monotonicity_caps_and_keeps_nan() -> None:
     # m=3: 0.02×3=0.06, 0.021×3/2=0.0315 → min from above gives 0.0315 for both, 0.9
     np.testing.assert_allclose(adjusted, [0.0315, 0.0315, np.nan, 0.9])
     assert benjamini_hochberg([0.6, 0.7])[0] <= 1.0
+
+
+def test_order_statistic_intervals_cover_the_true_quantile_ratio() -> None:
+    """The large-sample interval for a p95 ratio covers the truth at least ~95% of the time."""
+    from analysis.stats import quantile_ratio_ci
+
+    rng = np.random.default_rng(5)
+    true_change = 0.2  # the candidate is 1.2x the baseline at every quantile
+    covered = 0
+    for _ in range(200):
+        base = rng.lognormal(5.0, 0.5, size=3000)
+        cand = rng.lognormal(5.0, 0.5, size=3000) * (1 + true_change)
+        change, lo, hi = quantile_ratio_ci(base, cand, 0.95)
+        assert lo <= change <= hi
+        covered += lo <= true_change <= hi
+    assert covered >= 0.93 * 200

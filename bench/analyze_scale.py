@@ -1,0 +1,131 @@
+"""How ``shadow analyze`` scales: generated results, ``--by`` two slices, all figures and intervals.
+
+Targets (issue 5, this 2-core machine): 10 million result rows analysed in <= 10 s with peak RSS
+<= 4 GiB, side by side with the summary computed in pandas (reported as a ratio).
+
+Rows are generated inside DuckDB (lognormal latencies, two arms, tenant x intent slices, short
+output texts) into a real results store, then ``analysis.analyze`` runs on it in a fresh
+process, whose wall time and peak RSS are reported. Writes bench/results/analyze_scale.json.
+
+    python bench/analyze_scale.py [--rows 10000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+GENERATE = """
+INSERT INTO results
+SELECT 'bench' AS run_id, 't' || (i // 2) AS trace_id,
+       CASE WHEN i % 2 = 0 THEN 'baseline' ELSE 'candidate' END AS arm, 0 AS attempt,
+       MAP {{'tenant': 'tenant-' || ((i // 2) % 4), 'intent': 'intent-' || ((i // 8) % 5)}},
+       0.0, 0.0, NULL,
+       exp(6 + 0.4 * sqrt(-2 * ln(random())) * cos(2 * pi() * random()))
+         * CASE WHEN i % 2 = 1 AND (i // 8) % 5 = 0 THEN 1.3 ELSE 1.0 END AS latency_ms,
+       NULL, 200, random() > 0.02, NULL, 'm', 100, 20, 0, 0.0001, 'the answer is '
+         || ((i // 2) % 97) || CASE WHEN i % 2 = 1 THEN ' maybe' ELSE '' END, NULL
+FROM range({rows}) t(i)
+"""
+
+ANALYZE = """
+import json, resource, sys, time
+from analysis import analyze, open_run
+t = time.perf_counter()
+report = analyze(open_run(sys.argv[1]), ["tenant", "intent"], n_boot=1000)
+elapsed = time.perf_counter() - t
+print("RESULT " + json.dumps({"seconds": elapsed, "groups": len(report["groups"]),
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+PANDAS = """
+import json, resource, sys, time
+import duckdb
+t0 = time.perf_counter()
+con = duckdb.connect(sys.argv[1], read_only=True)
+df = con.execute("select slices['tenant'] tenant, slices['intent'] intent, arm, latency_ms, "
+                 "ok, cost_usd from results").df()
+t = time.perf_counter()
+g = df.groupby(["tenant", "intent", "arm"])
+out = g["latency_ms"].quantile([0.5, 0.95, 0.99]).unstack()
+out["ok_rate"] = g["ok"].mean()
+out["cost"] = g["cost_usd"].sum()
+elapsed = time.perf_counter() - t
+print("RESULT " + json.dumps({"seconds": elapsed, "load_seconds": t - t0,
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _result(stdout: str) -> dict[str, float]:
+    """The RESULT line a child printed (libraries may print before it)."""
+    line = next(x for x in stdout.splitlines() if x.startswith("RESULT "))
+    return dict(json.loads(line.removeprefix("RESULT ")))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    args = parser.parse_args()
+    import duckdb
+
+    from shadow.results import ResultsStore
+
+    work = Path(tempfile.mkdtemp(prefix="shadow-analyze-bench-"))
+    path = work / "run.duckdb"
+    ResultsStore.open(path).close()
+    started = time.perf_counter()
+    with duckdb.connect(str(path)) as con:
+        con.execute(GENERATE.format(rows=args.rows))
+        con.execute(
+            "INSERT INTO runs (run_id, started_at, source, arms, status) "
+            "VALUES ('bench', now(), 'bench', ['baseline', 'candidate'], 'done')"
+        )
+    print(f"generated {args.rows:,} rows in {time.perf_counter() - started:.1f} s")
+    ours = _result(
+        subprocess.run(
+            [sys.executable, "-c", ANALYZE, str(path)], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    print(
+        f"analyze --by tenant,intent (all figures, 1,000-resample intervals, divergence): "
+        f"{ours['seconds']:.1f} s, peak RSS {ours['peak_rss_mib']:,.0f} MiB, {ours['groups']} groups"
+    )
+    try:
+        subprocess.run([sys.executable, "-c", "import pandas"], check=True, capture_output=True)
+    except subprocess.CalledProcessError:
+        print("installing pandas for the comparison (pip)...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "pandas"], check=True)
+    try:
+        theirs = _result(
+            subprocess.run(
+                [sys.executable, "-c", PANDAS, str(path)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        ratio = theirs["seconds"] / ours["seconds"]
+        print(
+            f"pandas, percentiles + ok rate + cost only (no intervals): {theirs['seconds']:.1f} s "
+            f"after {theirs['load_seconds']:.1f} s loading, peak RSS {theirs['peak_rss_mib']:,.0f} MiB "
+            f"(pandas / shadow = {ratio:.2f})"
+        )
+    except (subprocess.CalledProcessError, json.JSONDecodeError) as exc:
+        theirs = {"error": str(exc)}
+        print(f"pandas comparison skipped: {exc}")
+    out = HERE / "results" / "analyze_scale.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"bench": "analyze_scale", "at": time.time(), "rows": args.rows,
+                               "shadow": ours, "pandas": theirs}, indent=2))  # fmt: skip
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
