@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 import aiohttp
+import msgspec
 from yarl import URL
 
 from capture.exchange import Exchange, TraceIds
@@ -52,8 +53,6 @@ _JSON = (b"content-type", b"application/json")
 
 
 def _error_body(kind: str, message: str) -> bytes:
-    import msgspec
-
     return msgspec.json.encode({"error": {"message": message, "type": kind, "code": kind}})
 
 

@@ -61,7 +61,8 @@ class Mirror(Replayer):
     """Runs until stopped, sending each new record to the candidate as it arrives."""
 
     def __init__(self, *, source: TraceSource, **kwargs: Any) -> None:
-        super().__init__(items=[], offsets=[], source=source, **kwargs)
+        # A mirror runs until stopped: keep a bounded window of lags and latencies.
+        super().__init__(items=[], offsets=[], source=source, stats_window=100_000, **kwargs)
 
     async def _schedule(self, pacer: Pacer) -> None:
         assert self.source is not None
@@ -132,12 +133,9 @@ class StatsCollector(Collector):
                        [((a,), x.cost_usd) for a, x in s.arms.items()], ["arm"])  # fmt: skip
         for q in (50, 99):
             values = [
-                (
-                    (a,),
-                    float(sorted(x.latencies_ms[-5000:])[len(x.latencies_ms[-5000:]) * q // 100]),
-                )
+                ((a,), value)
                 for a, x in s.arms.items()
-                if x.latencies_ms
+                if (value := x.latency_percentile(q, last=5000)) is not None
             ]
             yield _gauge(f"{p}_latency_p{q}_ms", f"Latency p{q} over the last 5,000 sends.",
                          values, ["arm"])  # fmt: skip

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -54,10 +56,19 @@ class ArmStats:
     errors: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
     cost_usd: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
+    window: int | None = None
+    """Keep only the last ``window`` latencies (a live mirror runs for days); None keeps all."""
+    latencies_ms: deque[float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.latencies_ms = deque(maxlen=self.window)
+
+    def latency_percentile(self, q: float, last: int | None = None) -> float | None:
+        """Latency percentile in ms over the kept sends (the last ``last`` when given)."""
+        return _percentile(self.latencies_ms, q, last)
 
     def as_dict(self) -> dict[str, object]:
-        """JSON-ready summary (percentiles over every attempt that has a latency)."""
+        """JSON-ready summary (percentiles over the kept attempts that have a latency)."""
         lat = np.asarray(self.latencies_ms)
         return {
             "sent": self.sent,
@@ -84,16 +95,21 @@ class ReplayStats:
     skipped_done: int = 0
     stopped_early: bool = False
     budget_exhausted: bool = False
-    lags_ms: list[float] = field(default_factory=list)
+    window: int | None = None
+    """Keep only the last ``window`` lags and latencies per arm; None keeps all (a replay)."""
+    lags_ms: deque[float] = field(init=False)
     arms: dict[str, ArmStats] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
+
+    def __post_init__(self) -> None:
+        self.lags_ms = deque(maxlen=self.window)
 
     def arm(self, name: str) -> ArmStats:
         """The stats of one arm (created on first use)."""
         stats = self.arms.get(name)
         if stats is None:
-            stats = self.arms[name] = ArmStats()
+            stats = self.arms[name] = ArmStats(window=self.window)
         return stats
 
     @property
@@ -103,8 +119,7 @@ class ReplayStats:
 
     def lag_percentile(self, q: float, last: int | None = None) -> float | None:
         """Schedule lag percentile in ms (over the last ``last`` sends when given)."""
-        lags = self.lags_ms[-last:] if last else self.lags_ms
-        return float(np.percentile(lags, q)) if lags else None
+        return _percentile(self.lags_ms, q, last)
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready summary of the run."""
@@ -126,6 +141,14 @@ class ReplayStats:
             "cost_usd": round(self.cost_usd, 6),
             "arms": {name: stats.as_dict() for name, stats in sorted(self.arms.items())},
         }
+
+
+def _percentile(values: deque[float], q: float, last: int | None) -> float | None:
+    """Percentile of the newest ``last`` values (all when None); None when there are none."""
+    if not values:
+        return None
+    recent = list(itertools.islice(reversed(values), last)) if last else values
+    return float(np.percentile(np.asarray(recent), q))
 
 
 class Replayer:
@@ -151,6 +174,7 @@ class Replayer:
         start: float | None = None,
         grace_s: float = 30.0,
         on_result: Callable[[ResultRow], None] | None = None,
+        stats_window: int | None = None,
     ) -> None:
         if len(items) != len(offsets):
             raise ValueError("items and offsets differ in length")
@@ -171,7 +195,7 @@ class Replayer:
         self.start = start
         self.grace_s = grace_s
         self.on_result = on_result
-        self.stats = ReplayStats(run_id=run_id, total=len(items))
+        self.stats = ReplayStats(run_id=run_id, total=len(items), window=stats_window)
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max_in_flight)

@@ -393,3 +393,21 @@ async def test_retries_write_every_attempt_with_its_cost(
     assert attempts == [(0, 6), (1, 6), (2, 6)]
     assert baseline == (0, 6)  # successes are not retried
     assert replayer.stats.arm("candidate").sent == 18
+
+
+def test_a_stats_window_bounds_memory_for_long_running_mirrors() -> None:
+    """With a window, only the newest lags and latencies are kept and summarised."""
+    from shadow.replay import ReplayStats
+
+    stats = ReplayStats(run_id="m", total=0, window=3)
+    for lag in (100.0, 1.0, 2.0, 3.0):
+        stats.lags_ms.append(lag)
+        stats.arm("candidate").latencies_ms.append(lag * 10)
+    assert list(stats.lags_ms) == [1.0, 2.0, 3.0]
+    assert stats.lag_percentile(100) == 3.0
+    assert stats.lag_percentile(50, last=2) == 2.5
+    assert stats.arm("candidate").latency_percentile(0) == 10.0
+    unbounded = ReplayStats(run_id="r", total=0)
+    for lag in range(1000):
+        unbounded.lags_ms.append(float(lag))
+    assert len(unbounded.lags_ms) == 1000
