@@ -1,53 +1,78 @@
-"""The figures ``shadow analyze`` prints: per (slice, arm) summaries and deltas vs the baseline.
+"""The figures ``shadow analyze`` prints: per (slice, arm) summaries, deltas vs the baseline,
+tests, divergence with its noise floor, replay fidelity and alarms.
 
 The JSON shape is DESIGN.md's: ``{"run_id": ..., "groups": [...]}``; each group has ``slice``,
 ``arm``, the summary figures of :meth:`analysis.run.Run.summary`, and for every arm but the
-baseline a ``delta`` object: for each latency and cost figure, the relative change against the
-baseline arm of the same slice (``change`` = candidate / baseline − 1) with a 95% bootstrap
-interval (``lo``, ``hi``; see :func:`analysis.stats.bootstrap_delta` for when a bounded
-subsample is used). The baseline arm is ``baseline``, or ``production`` in a live-mirror run.
+reference (``baseline``, or ``production`` in a live-mirror run) a ``delta`` object: for each
+latency and cost figure, the relative change (``change`` = candidate / baseline − 1, always
+from the exact figures) with a 95% interval (``lo``, ``hi``). Which interval applies:
 
-Divergence (:mod:`analysis.divergence`) compares each trace's final output on an arm with the
-baseline's: ``divergence_mean`` and ``divergence_p95`` per slice, and ``excess_divergence`` =
-that mean minus the baseline-vs-``baseline_repeat`` mean (the noise floor; null when the run
-has no repeat arm). ``divergence_kind`` says which measure was used (``lexical`` until an
-embedding model is configured; JSON outputs are always compared structurally).
+- quantiles (latency, TTFT p50/p95/p99): distribution-free order-statistic intervals computed
+  in DuckDB once both arms have :data:`~analysis.aggregates.GRID_BASE` (2,000) values; a
+  percentile bootstrap (1,000 resamples, vectorised) on the rows below that;
+- cost per success: the delta method on per-group sums from 2,000 attempts per arm, the
+  bootstrap below.
+
+Beyond DESIGN's keys, each group carries (see :mod:`analysis.aggregates`): ``tpot_p95_ms``,
+``itl_p50_ms``/``itl_p95_ms`` (per-chunk gaps; TPOT is the (latency − ttft) / (tokens − 1)
+convention), schedule lag p50/p99, output-token p50/p95/mean, ``goodput`` (share of attempts
+that are ok and meet the SLOs) and ``goodput_rps``, ``models`` and ``errors`` (counts by class),
+``too_small`` (fewer than ``min_samples`` attempts on either side); and for compared arms
+``tests`` — Mann-Whitney U on latency, Fisher exact on ok, Kolmogorov-Smirnov on output tokens,
+each with a Benjamini-Hochberg ``q`` across the run's compared groups — plus
+``excess_divergence_lo``/``_hi`` and ``divergence_flagged`` (excess >= ``flag_abs`` and >=
+``flag_rel`` × the noise floor). Top level: ``fidelity`` (:mod:`analysis.fidelity`),
+``flagged`` slices, ``alarms`` (model-pin mismatches, unfaithful replay) and the thresholds used.
+
+Tests use a hash-chosen sample of up to :data:`SAMPLE_ROWS` rows per group (a test on a random
+subset is still a valid test; at that size it detects any shift that matters).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 import numpy as np
-import polars as pl
 
-from analysis.divergence import Embedder, divergence, kind
-from analysis.run import NO_SLICE, Run
-from analysis.stats import bootstrap_delta, quantile_ratio_ci, ratio_ci_cost_per_success
+from analysis.aggregates import (
+    GRID_BASE,
+    GroupFigures,
+    Slo,
+    chunk_gaps,
+    fractions_table,
+    group_figures,
+)
+from analysis.divergence import Embedder, kind
+from analysis.fidelity import fidelity
+from analysis.pairs import MAX_PAIRS, divergent, pair_divergence, reference_arm
+from analysis.run import NO_SLICE, Run, check_slice_names
+from analysis.stats import (
+    benjamini_hochberg,
+    bootstrap_delta,
+    cost_per_success_ratio_delta,
+    fisher_ok,
+    ks_two_sample,
+    mann_whitney,
+    mean_difference_ci,
+    ratio_ci_cost_per_success,
+)
+from shadow.config import AnalysisConfig
 
 __all__ = [
     "DELTA_FIGURES",
     "MAX_PAIRS",
-    "MAX_ROWS",
-    "ORDER_STATISTIC_MIN_N",
+    "SAMPLE_ROWS",
     "analyze",
     "baseline_arm",
     "divergent",
     "pair_divergence",
 ]
 
-MAX_ROWS = 50_000
-"""Rows per (slice, arm) fetched for the bootstrap intervals (the point change is exact)."""
-MAX_PAIRS = 2_000
-"""Traces per slice whose outputs are compared for divergence (a hash-chosen sample: the
-standard error of a mean divergence from 2,000 pairs is about 0.005)."""
-ORDER_STATISTIC_MIN_N = 2_000
-"""From this many values per arm, quantile deltas use distribution-free order-statistic
-intervals (:func:`analysis.stats.quantile_ratio_ci`) instead of the bootstrap."""
-
-_STATS: dict[str, Literal["p50", "p95", "p99"]] = {"50_ms": "p50", "95_ms": "p95", "99_ms": "p99"}
+SAMPLE_ROWS: Final = 5_000
+"""Rows per group fetched for tests and small-sample bootstraps (all rows below this)."""
+_HASH_SPACE: Final = 1_000_000
 
 DELTA_FIGURES = (
     "latency_p50_ms",
@@ -58,14 +83,9 @@ DELTA_FIGURES = (
     "ttft_p99_ms",
     "cost_per_success_usd",
 )
+_TESTS: Final = ("latency_mann_whitney", "ok_fisher", "completion_tokens_ks")
 
-
-def baseline_arm(arms: Sequence[str]) -> str | None:
-    """The arm others are compared with: ``baseline``, else ``production`` (live mirror)."""
-    for name in ("baseline", "production"):
-        if name in arms:
-            return name
-    return None
+baseline_arm = reference_arm
 
 
 def analyze(
@@ -75,208 +95,279 @@ def analyze(
     n_boot: int = 1000,
     seed: int = 0,
     embedder: Embedder | None = None,
+    settings: AnalysisConfig | None = None,
 ) -> dict[str, Any]:
     """Everything ``shadow analyze --format json`` prints for ``run``."""
-    summary = run.summary(by)
+    settings = settings or AnalysisConfig()
     keys = list(by)
-    raw = _raw_rows(run, keys)
+    check_slice_names(keys)
+    slo = Slo(
+        ttft_ms=settings.slo_ttft_ms,
+        tpot_ms=settings.slo_tpot_ms,
+        latency_ms=settings.slo_latency_ms,
+    )
+    figures = group_figures(run, keys, slo)
+    gaps = chunk_gaps(run, keys)
+    arms = sorted({key[-1] for key in figures})
+    reference = reference_arm(arms)
+    samples = _samples(run, keys, figures)
+    per_slice = {key[:-1]: f.summary["n"] for key, f in figures.items() if key[-1] == reference}
+    pairs = (
+        pair_divergence(run, keys, reference, embedder, traces_per_slice=per_slice)
+        if reference
+        else {}
+    )
     groups: list[dict[str, Any]] = []
-    rows = summary.to_dicts()
-    arms = sorted({row["arm"] for row in rows})
-    reference = baseline_arm(arms)
-    pairs = pair_divergence(run, keys, reference, embedder) if reference else {}
-    exact = {(*(str(r[name]) for name in keys), r["arm"]): r for r in rows}
-    for row in rows:
-        slice_values = {name: row.pop(name) for name in keys}
-        group: dict[str, Any] = {"slice": slice_values, **{k: _clean(v) for k, v in row.items()}}
-        if row["arm"] != reference:
-            key = tuple(str(slice_values[name]) for name in keys)
-            group.update(_divergence_figures(pairs, key, row["arm"]))
-            if reference is not None:
-                base = raw.get((*key, reference))
-                cand = raw.get((*key, row["arm"]))
-                group["delta"] = _deltas(base, cand, n_boot=n_boot, seed=seed)
-                _exact_changes(group["delta"], exact.get((*key, reference)), row)
+    for key in sorted(figures, key=_order):
+        group = _group(keys, key, figures, gaps, settings)
+        if key[-1] != reference and reference is not None:
+            base_key = (*key[:-1], reference)
+            group.update(_divergence_figures(pairs, key, settings))
+            group["delta"] = _deltas(
+                figures.get(base_key), figures[key], samples.get(base_key), samples.get(key),
+                n_boot=n_boot, seed=seed,
+            )  # fmt: skip
+            group["tests"] = _tests(figures.get(base_key), figures[key],
+                                    samples.get(base_key), samples.get(key))  # fmt: skip
+            base_n = figures[base_key].summary["n"] if base_key in figures else 0
+            group["too_small"] = min(base_n, group["n"]) < settings.min_samples
+            if group["too_small"]:
+                group["divergence_flagged"] = None
         groups.append(group)
-    return {
+    _adjust(groups)
+    report = {
         "run_id": run.run_id,
         "baseline_arm": reference,
         "by": keys,
         "divergence_kind": kind(embedder),
+        "thresholds": {
+            "slo": slo.as_dict(),
+            "min_samples": settings.min_samples,
+            "flag_abs": settings.flag_abs,
+            "flag_rel": settings.flag_rel,
+            "pin_models": dict(settings.pin_models),
+        },
         "groups": groups,
+        "fidelity": fidelity(run, n_boot=n_boot, seed=seed),
     }
+    report["flagged"] = [
+        {"slice": g["slice"], "arm": g["arm"], "excess_divergence": g["excess_divergence"]}
+        for g in groups
+        if g.get("divergence_flagged")
+    ]
+    report["alarms"] = _alarms(report, settings)
+    return report
 
 
-def pair_divergence(
-    run: Run, keys: Sequence[str], reference: str, embedder: Embedder | None = None
-) -> dict[tuple[str, ...], np.ndarray]:
-    """Per (slice values..., arm): each trace's final-output divergence from the reference arm."""
+def _order(key: tuple[str, ...]) -> tuple[Any, ...]:
+    rank = {"baseline": 0, "production": 0, "candidate": 1, "baseline_repeat": 2}
+    return (*key[:-1], rank.get(key[-1], 3), key[-1])
+
+
+def _group(
+    keys: list[str],
+    key: tuple[str, ...],
+    figures: Mapping[tuple[str, ...], GroupFigures],
+    gaps: Mapping[tuple[str, ...], dict[str, float | None]],
+    settings: AnalysisConfig,
+) -> dict[str, Any]:
+    fig = figures[key]
+    group: dict[str, Any] = {"slice": dict(zip(keys, key[:-1], strict=True)), "arm": key[-1]}
+    group.update({name: _clean(value) for name, value in fig.summary.items()})
+    group.update({name: _clean(value) for name, value in fig.extra.items()})
+    group.update(gaps.get(key, {"itl_p50_ms": None, "itl_p95_ms": None}))
+    group["too_small"] = group["n"] < settings.min_samples
+    pinned = settings.pin_models.get(key[-1])
+    if pinned is not None:
+        group["model_mismatches"] = sum(n for m, n in fig.extra["models"].items() if m != pinned)
+    return group
+
+
+def _samples(
+    run: Run, keys: list[str], figures: Mapping[tuple[str, ...], GroupFigures]
+) -> dict[tuple[str, ...], dict[str, np.ndarray]]:
+    """Per group: a hash-chosen sample of at most :data:`SAMPLE_ROWS` rows (all of a small one)."""
+    if not figures:
+        return {}
+    fractions = {key: min(1.0, SAMPLE_ROWS / max(f.summary["n"], 1)) for key, f in figures.items()}
+    names = [f"s{i}" for i in range(len(keys))]
     slice_cols = [f"coalesce(slices[${i + 1}], ${len(keys) + 1}) AS s{i}" for i in range(len(keys))]
-    names = ", ".join(f"s{i}" for i in range(len(keys)))
-    partition = f"PARTITION BY {names} " if keys else ""
-    # At most MAX_PAIRS traces per slice (the same traces on every arm, chosen by a hash of the
-    # trace id), so divergence stays bounded on runs of millions of rows.
-    distinct = f"trace_id, {names}" if keys else "trace_id"
-    query = (
-        "WITH finals AS (SELECT trace_id, arm, output_text"
-        + "".join(f", {c}" for c in slice_cols)
-        + " FROM run_results QUALIFY row_number() OVER"
-        " (PARTITION BY trace_id, arm ORDER BY attempt DESC) = 1),"
-        f" picked AS (SELECT trace_id FROM (SELECT DISTINCT {distinct} FROM finals)"
-        f" QUALIFY row_number() OVER ({partition}ORDER BY hash(trace_id)) <= {MAX_PAIRS})"
-        " SELECT finals.* FROM finals JOIN picked USING (trace_id)"
-    )
-    frame = run.sql(
-        query,  # built from this module's constants; values are bound
+    select = ", ".join([*slice_cols, "arm", "latency_ms", "ttft_ms", "cost_usd", "ok",
+                        "completion_tokens", "trace_id", "attempt"])  # fmt: skip
+    rows = run.records(
+        f"SELECT * FROM (SELECT {select} FROM run_results)"
+        f" JOIN {fractions_table([*names, 'arm'], fractions)} USING ({', '.join([*names, 'arm'])})"
+        f" WHERE hash(trace_id, attempt) % {_HASH_SPACE} < _frac * {_HASH_SPACE}",
         [*keys, NO_SLICE] if keys else None,
     )
-    texts: dict[str, dict[str, str | None]] = {}
-    slice_of: dict[str, tuple[str, ...]] = {}
-    for row in frame.iter_rows(named=True):
-        texts.setdefault(row["trace_id"], {})[row["arm"]] = row["output_text"]
-        slice_of[row["trace_id"]] = tuple(str(row[f"s{i}"]) for i in range(len(keys)))
-    out: dict[tuple[str, ...], list[float]] = {}
-    arms = {arm for by_arm in texts.values() for arm in by_arm} - {reference}
-    for arm in sorted(arms):
-        traces = [t for t, by_arm in texts.items() if arm in by_arm and reference in by_arm]
-        values = divergence(
-            [texts[t][arm] for t in traces], [texts[t][reference] for t in traces], embedder
-        )
-        for trace, value in zip(traces, values, strict=True):
-            out.setdefault((*slice_of[trace], arm), []).append(float(value))
-    return {key: np.asarray(values) for key, values in out.items()}
-
-
-def divergent(
-    run: Run, k: int = 10, *, arm: str = "candidate", embedder: Embedder | None = None
-) -> pl.DataFrame:
-    """The ``k`` traces whose final output on ``arm`` diverges most from the baseline's.
-
-    Columns: ``trace_id``, ``divergence``, ``baseline_text``, ``<arm>_text`` (most divergent first).
-    """
-    reference = baseline_arm(run.sql("SELECT DISTINCT arm FROM run_results")["arm"].to_list())
-    if reference is None:
-        return pl.DataFrame()
-    frame = run.sql(
-        "SELECT trace_id, arm, output_text FROM run_results WHERE arm IN ($1, $2)"
-        " QUALIFY row_number() OVER (PARTITION BY trace_id, arm ORDER BY attempt DESC) = 1",
-        [reference, arm],
-    )
-    texts: dict[str, dict[str, str | None]] = {}
-    for row in frame.iter_rows(named=True):
-        texts.setdefault(row["trace_id"], {})[row["arm"]] = row["output_text"]
-    traces = [t for t, by_arm in texts.items() if len(by_arm) == 2]
-    values = divergence(
-        [texts[t][arm] for t in traces], [texts[t][reference] for t in traces], embedder
-    )
-    table = pl.DataFrame(
-        {
-            "trace_id": traces,
-            "divergence": values,
-            f"{reference}_text": [texts[t][reference] for t in traces],
-            f"{arm}_text": [texts[t][arm] for t in traces],
-        },
-        schema={
-            "trace_id": pl.String,
-            "divergence": pl.Float64,
-            f"{reference}_text": pl.String,
-            f"{arm}_text": pl.String,
-        },
-    )
-    return (
-        table.filter(pl.col("divergence").is_not_nan()).sort("divergence", descending=True).head(k)
-    )
-
-
-def _divergence_figures(
-    pairs: dict[tuple[str, ...], np.ndarray], key: tuple[str, ...], arm: str
-) -> dict[str, float | None]:
-    values = pairs.get((*key, arm))
-    mean = p95 = excess = None
-    if values is not None and np.isfinite(values).any():
-        mean = float(np.nanmean(values))
-        p95 = float(np.nanpercentile(values, 95))
-        noise = pairs.get((*key, "baseline_repeat"))
-        if arm != "baseline_repeat" and noise is not None and np.isfinite(noise).any():
-            excess = mean - float(np.nanmean(noise))
-    return {"divergence_mean": mean, "divergence_p95": p95, "excess_divergence": excess}
-
-
-def _raw_rows(run: Run, keys: list[str]) -> dict[tuple[str, ...], dict[str, np.ndarray]]:
-    """Per (slice values..., arm): latency, ttft, cost and ok arrays for the bootstrap."""
-    slice_cols = [f"coalesce(slices[${i + 1}], ${len(keys) + 1}) AS s{i}" for i in range(len(keys))]
-    select = ", ".join([*slice_cols, "arm", "latency_ms", "ttft_ms", "cost_usd", "ok"])
-    groups = ", ".join([*(f"s{i}" for i in range(len(keys))), "arm"])
-    # The bootstrap resamples at most max_n values per arm anyway; fetching a bounded,
-    # hash-ordered sample per group keeps memory flat on runs of millions of rows.
-    frame = run.sql(
-        f"SELECT * EXCLUDE (_k) FROM (SELECT {select}, row_number() OVER"
-        f" (PARTITION BY {groups} ORDER BY hash(trace_id, attempt)) AS _k FROM run_results)"
-        f" WHERE _k <= {MAX_ROWS}",
-        [*keys, NO_SLICE] if keys else None,
-    )
+    columns: dict[tuple[str, ...], dict[str, list[Any]]] = {}
+    fields = ("latency_ms", "ttft_ms", "cost_usd", "ok", "completion_tokens")
+    for row in rows:
+        key = (*(str(row[n]) for n in names), row["arm"])
+        bucket = columns.setdefault(key, {f: [] for f in fields})
+        for f in fields:
+            bucket[f].append(row[f])
     out: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
-    if frame.height == 0:
-        return out
-    group_cols = [f"s{i}" for i in range(len(keys))] + ["arm"]
-    for values, part in frame.group_by(group_cols):
-        key = tuple(str(v) for v in (values if isinstance(values, tuple) else (values,)))
+    for key, bucket in columns.items():
         out[key] = {
-            "latency_ms": part["latency_ms"].cast(float).to_numpy(),
-            "ttft_ms": part["ttft_ms"].cast(float).to_numpy(),
-            "cost_usd": part["cost_usd"].cast(float).fill_null(0.0).to_numpy(),
-            "ok": part["ok"].cast(float).fill_null(0.0).to_numpy(),
+            f: np.asarray([np.nan if v is None else float(v) for v in bucket[f]], dtype=float)
+            for f in fields
         }
+        out[key]["cost_usd"] = np.nan_to_num(out[key]["cost_usd"], nan=0.0)
+        out[key]["ok"] = np.nan_to_num(out[key]["ok"], nan=0.0)
     return out
 
 
-def _exact_changes(
-    deltas: dict[str, dict[str, float | None]],
-    base: dict[str, Any] | None,
-    cand: dict[str, Any],
-) -> None:
-    """Set each delta's point change from the exact summary figures (the interval may come
-    from a bounded sample; the point never does)."""
-    if base is None:
-        return
-    for figure, delta in deltas.items():
-        b, c = base.get(figure), cand.get(figure)
-        if delta["change"] is not None and b and c is not None:
-            delta["change"] = _clean(c / b - 1.0)
-
-
 def _deltas(
-    base: dict[str, np.ndarray] | None,
-    cand: dict[str, np.ndarray] | None,
+    base: GroupFigures | None,
+    cand: GroupFigures,
+    base_rows: dict[str, np.ndarray] | None,
+    cand_rows: dict[str, np.ndarray] | None,
     *,
     n_boot: int,
     seed: int,
 ) -> dict[str, dict[str, float | None]]:
     deltas: dict[str, dict[str, float | None]] = {}
     for figure in DELTA_FIGURES:
-        result: tuple[float, float, float] | None = None
-        if base is not None and cand is not None:
-            if figure == "cost_per_success_usd":
-                if base["ok"].sum() > 0 and cand["ok"].sum() > 0:
-                    result = ratio_ci_cost_per_success(
-                        base["cost_usd"], base["ok"], cand["cost_usd"], cand["ok"],
-                        n_boot=n_boot, seed=seed,
-                    )  # fmt: skip
-            else:
-                column, _, stat = figure.rpartition("_p")  # "latency_p99_ms" -> latency, 99_ms
-                b, c = base[column + "_ms"], cand[column + "_ms"]
-                b, c = b[~np.isnan(b)], c[~np.isnan(c)]
-                if min(b.size, c.size) >= ORDER_STATISTIC_MIN_N:
-                    q = int(stat.removesuffix("_ms")) / 100
-                    result = quantile_ratio_ci(b, c, q)
-                elif b.size and c.size:
-                    result = bootstrap_delta(b, c, _STATS[stat], n_boot=n_boot, seed=seed)
-        deltas[figure] = (
-            {"change": _clean(result[0]), "lo": _clean(result[1]), "hi": _clean(result[2])}
-            if result is not None
-            else {"change": None, "lo": None, "hi": None}
-        )
+        lo = hi = None
+        b_point = base.summary.get(figure) if base is not None else None
+        c_point = cand.summary.get(figure)
+        change = c_point / b_point - 1.0 if b_point and c_point is not None else None
+        if base is not None and change is not None:
+            lo, hi = _interval(figure, base, cand, base_rows, cand_rows, n_boot, seed)
+        deltas[figure] = {"change": _clean(change), "lo": _clean(lo), "hi": _clean(hi)}
     return deltas
+
+
+def _interval(
+    figure: str,
+    base: GroupFigures,
+    cand: GroupFigures,
+    base_rows: dict[str, np.ndarray] | None,
+    cand_rows: dict[str, np.ndarray] | None,
+    n_boot: int,
+    seed: int,
+) -> tuple[float | None, float | None]:
+    if figure == "cost_per_success_usd":
+        if min(base.cost_sums[0], cand.cost_sums[0]) >= GRID_BASE:
+            _, lo, hi = cost_per_success_ratio_delta(base.cost_sums, cand.cost_sums)
+            return lo, hi
+        if base_rows is None or cand_rows is None:
+            return None, None
+        if base_rows["ok"].sum() == 0 or cand_rows["ok"].sum() == 0:
+            return None, None
+        _, lo, hi = ratio_ci_cost_per_success(
+            base_rows["cost_usd"], base_rows["ok"], cand_rows["cost_usd"], cand_rows["ok"],
+            n_boot=n_boot, seed=seed,
+        )  # fmt: skip
+        return lo, hi
+    if figure in base.bounds and figure in cand.bounds:
+        lo_b, hi_b = base.bounds[figure]
+        lo_c, hi_c = cand.bounds[figure]
+        if lo_b <= 0:
+            return None, None
+        return lo_c / hi_b - 1.0, hi_c / lo_b - 1.0
+    if base_rows is None or cand_rows is None:
+        return None, None
+    column = figure.rpartition("_p")[0] + "_ms"  # latency_p99_ms -> latency_ms
+    b, c = base_rows[column], cand_rows[column]
+    b, c = b[~np.isnan(b)], c[~np.isnan(c)]
+    if not (b.size and c.size):
+        return None, None
+    stat = figure.rpartition("_")[0].rpartition("_")[2]  # latency_p99_ms -> p99
+    _, lo, hi = bootstrap_delta(b, c, stat, n_boot=n_boot, seed=seed)  # type: ignore[arg-type]
+    return lo, hi
+
+
+def _tests(
+    base: GroupFigures | None,
+    cand: GroupFigures,
+    base_rows: dict[str, np.ndarray] | None,
+    cand_rows: dict[str, np.ndarray] | None,
+) -> dict[str, dict[str, float | None]]:
+    p: dict[str, float | None] = dict.fromkeys(_TESTS)
+    if base is not None:
+        n_b, _, _, _, ok_b = base.cost_sums
+        n_c, _, _, _, ok_c = cand.cost_sums
+        if n_b and n_c:
+            p["ok_fisher"] = fisher_ok(ok_b, n_b, ok_c, n_c)
+    if base_rows is not None and cand_rows is not None:
+        for name, column, test in (
+            ("latency_mann_whitney", "latency_ms", mann_whitney),
+            ("completion_tokens_ks", "completion_tokens", ks_two_sample),
+        ):
+            b, c = base_rows[column], cand_rows[column]
+            b, c = b[~np.isnan(b)], c[~np.isnan(c)]
+            if b.size >= 2 and c.size >= 2:
+                p[name] = _clean(test(b, c))
+    return {name: {"p": value, "q": None} for name, value in p.items()}
+
+
+def _adjust(groups: list[dict[str, Any]]) -> None:
+    """Benjamini-Hochberg q-values per test, across every compared group of the run."""
+    compared = [g for g in groups if "tests" in g]
+    for name in _TESTS:
+        pvalues = [g["tests"][name]["p"] for g in compared]
+        qvalues = benjamini_hochberg([math.nan if v is None else v for v in pvalues])
+        for group, q in zip(compared, qvalues, strict=True):
+            group["tests"][name]["q"] = _clean(float(q))
+
+
+def _divergence_figures(
+    pairs: Mapping[tuple[str, ...], np.ndarray], key: tuple[str, ...], settings: AnalysisConfig
+) -> dict[str, Any]:
+    values = pairs.get(key)
+    out: dict[str, Any] = dict.fromkeys(
+        ("divergence_mean", "divergence_p95", "divergence_n", "noise_floor", "excess_divergence",
+         "excess_divergence_lo", "excess_divergence_hi", "divergence_flagged"),
+    )  # fmt: skip
+    if values is None or not np.isfinite(values).any():
+        return out
+    out["divergence_mean"] = float(np.nanmean(values))
+    out["divergence_p95"] = float(np.nanpercentile(values, 95))
+    out["divergence_n"] = int(np.isfinite(values).sum())
+    noise = pairs.get((*key[:-1], "baseline_repeat"))
+    if key[-1] == "baseline_repeat" or noise is None or not np.isfinite(noise).any():
+        return out
+    floor = float(np.nanmean(noise))
+    excess, lo, hi = mean_difference_ci(values, noise)
+    excess = out["divergence_mean"] - floor
+    out.update(
+        noise_floor=floor,
+        excess_divergence=excess,
+        excess_divergence_lo=_clean(lo),
+        excess_divergence_hi=_clean(hi),
+        divergence_flagged=bool(
+            excess >= settings.flag_abs and excess >= settings.flag_rel * floor
+        ),
+    )
+    return out
+
+
+def _alarms(report: dict[str, Any], settings: AnalysisConfig) -> list[str]:
+    alarms: list[str] = []
+    for arm, model in sorted(settings.pin_models.items()):
+        seen: dict[str, int] = {}
+        for group in report["groups"]:
+            if group["arm"] == arm:
+                for name, count in (group.get("models") or {}).items():
+                    seen[name] = seen.get(name, 0) + count
+        wrong = {name: n for name, n in seen.items() if name != model}
+        if wrong:
+            listed = ", ".join(f"{name!r} ({n})" for name, n in sorted(wrong.items()))
+            alarms.append(
+                f"{arm}: {sum(wrong.values())} of {sum(seen.values())} responses report model "
+                f"{listed}, not the pinned {model!r}"
+            )
+    fid = report.get("fidelity")
+    if fid is not None and not fid["faithful"]:
+        change = fid["latency_p50_change"]["change"]
+        alarms.append(
+            f"replay fidelity: the replayed baseline's p50 latency is {change:+.0%} vs production"
+            f" and statuses agree on {fid['status_agreement']:.0%} of traces; check the baseline"
+            " URL and its load before trusting the candidate's delta"
+        )
+    return alarms
 
 
 def _clean(value: Any) -> Any:

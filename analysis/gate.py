@@ -7,8 +7,10 @@ Each ``[[gate]]`` rule names one figure of ``shadow analyze`` and one bound (DES
   alone never fails a build. For ``ok_rate`` the change is in percentage points (a drop from
   99% to 97.5% is 1.5 points), with a normal-approximation interval for the difference of two
   proportions.
-- ``max`` / ``min`` judge the candidate's absolute figure (e.g. ``excess_divergence``); these
-  figures have no interval yet, so the point value is compared.
+- ``max`` / ``min`` judge the candidate's absolute figure (e.g. ``excess_divergence``). Where
+  analyze gives the figure an interval (``excess_divergence_lo``/``_hi``), a ``max`` rule fails
+  only when the whole interval lies above it (a ``min`` rule: below it); other figures are
+  compared by their point value.
 
 ``by`` judges each slice on its own; slices with fewer than ``min_samples`` attempts on either
 arm are reported as too small, not judged.
@@ -22,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.analyze import DELTA_FIGURES, analyze
+from analysis.divergence import Embedder
 from analysis.run import Run
-from shadow.config import GateRule
+from shadow.config import AnalysisConfig, GateRule
 from shadow.errors import UsageError
 
 __all__ = ["Verdict", "evaluate"]
@@ -32,7 +35,9 @@ _ABSOLUTE = frozenset(
     {
         "ok_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "ttft_p50_ms",
         "ttft_p95_ms", "ttft_p99_ms", "tpot_p50_ms", "cost_usd", "cost_per_success_usd",
-        "divergence_mean", "divergence_p95", "excess_divergence",
+        "divergence_mean", "divergence_p95", "excess_divergence", "tpot_p95_ms", "itl_p50_ms",
+        "itl_p95_ms", "schedule_lag_p50_ms", "schedule_lag_p99_ms", "goodput", "goodput_rps",
+        "completion_tokens_mean", "completion_tokens_p50", "completion_tokens_p95",
     }
 )  # fmt: skip
 
@@ -62,7 +67,14 @@ class Verdict:
         }
 
 
-def evaluate(run: Run, rules: Sequence[GateRule], *, n_boot: int = 1000) -> list[Verdict]:
+def evaluate(
+    run: Run,
+    rules: Sequence[GateRule],
+    *,
+    n_boot: int = 1000,
+    embedder: Embedder | None = None,
+    settings: AnalysisConfig | None = None,
+) -> list[Verdict]:
     """Judge every rule on ``run``; raises :class:`UsageError` for a rule that cannot apply."""
     reports: dict[tuple[str, ...], dict[str, Any]] = {}
     verdicts: list[Verdict] = []
@@ -70,7 +82,9 @@ def evaluate(run: Run, rules: Sequence[GateRule], *, n_boot: int = 1000) -> list
         _check(rule)
         report = reports.get(rule.by)
         if report is None:
-            report = reports[rule.by] = analyze(run, rule.by, n_boot=n_boot)
+            report = reports[rule.by] = analyze(
+                run, rule.by, n_boot=n_boot, embedder=embedder, settings=settings
+            )
         base_arm = report["baseline_arm"]
         by_key = {(tuple(sorted(g["slice"].items())), g["arm"]): g for g in report["groups"]}
         candidates = [g for g in report["groups"] if g["arm"] == "candidate"]
@@ -114,13 +128,17 @@ def _judge(rule: GateRule, group: dict[str, Any], base: dict[str, Any] | None) -
         if value is None:
             return Verdict(rule=rule, slice=group["slice"], status="no_data", value=None,
                            lo=None, hi=None, message=f"{label}: no value")  # fmt: skip
-        failed = (rule.max is not None and value > rule.max) or (
-            rule.min is not None and value < rule.min
+        lo, hi = group.get(f"{rule.metric}_lo"), group.get(f"{rule.metric}_hi")
+        failed = (rule.max is not None and (value if lo is None else lo) > rule.max) or (
+            rule.min is not None and (value if hi is None else hi) < rule.min
         )
         bound = f"<= {rule.max}" if rule.max is not None else f">= {rule.min}"
+        shown = f"{value:.4g}" + (
+            f" [95% CI {lo:.4g}, {hi:.4g}]" if lo is not None and hi is not None else ""
+        )
         return Verdict(rule=rule, slice=group["slice"], status="fail" if failed else "pass",
-                       value=value, lo=None, hi=None,
-                       message=f"{label}: {value:.4g}, must be {bound}")  # fmt: skip
+                       value=value, lo=lo, hi=hi,
+                       message=f"{label}: {shown}, must be {bound}")  # fmt: skip
     if rule.metric == "ok_rate":
         change, lo, hi = _ok_rate_points(group, base)
         unit, scale = " points", 1.0

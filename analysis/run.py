@@ -24,12 +24,21 @@ from shadow.errors import AnalysisError, UsageError
 from shadow.pricing import PricingTable
 from shadow.results import ARMS, results_relation
 
-__all__ = ["NO_SLICE", "Run", "open_run"]
+__all__ = [
+    "FIGURES_SQL",
+    "NO_SLICE",
+    "SUMMARY_COLUMNS",
+    "TPOT_SQL",
+    "Run",
+    "check_slice_names",
+    "open_run",
+    "sql_literal",
+]
 
 NO_SLICE: Final = "(none)"
 """The group of rows that lack a slice asked for in ``by``."""
 
-_SUMMARY_COLUMNS: Final = (
+SUMMARY_COLUMNS: Final = (
     "arm",
     "n",
     "ok_rate",
@@ -46,21 +55,21 @@ _SUMMARY_COLUMNS: Final = (
     "cost_per_success_usd",
 )
 
-_TPOT: Final = (
+TPOT_SQL: Final = (
     "CASE WHEN completion_tokens > 1 AND ttft_ms IS NOT NULL AND latency_ms IS NOT NULL"
     " THEN (latency_ms - ttft_ms) / (completion_tokens - 1) END"
 )
 
-_FIGURES: Final = f"""
+# One list-valued quantile per column (DuckDB keeps one copy of the values for all three), then
+# unpacked; the same SQL serves summary() and analysis.aggregates.
+FIGURES_SQL: Final = f"""
     count(*) AS n,
     avg(CAST(ok AS DOUBLE)) AS ok_rate,
-    quantile_cont(latency_ms, 0.50) AS latency_p50_ms,
-    quantile_cont(latency_ms, 0.95) AS latency_p95_ms,
-    quantile_cont(latency_ms, 0.99) AS latency_p99_ms,
-    quantile_cont(ttft_ms, 0.50) AS ttft_p50_ms,
-    quantile_cont(ttft_ms, 0.95) AS ttft_p95_ms,
-    quantile_cont(ttft_ms, 0.99) AS ttft_p99_ms,
-    quantile_cont({_TPOT}, 0.50) AS tpot_p50_ms,
+    quantile_cont(latency_ms, [0.50, 0.95, 0.99]) AS _lq,
+    _lq[1] AS latency_p50_ms, _lq[2] AS latency_p95_ms, _lq[3] AS latency_p99_ms,
+    quantile_cont(ttft_ms, [0.50, 0.95, 0.99]) AS _tq,
+    _tq[1] AS ttft_p50_ms, _tq[2] AS ttft_p95_ms, _tq[3] AS ttft_p99_ms,
+    quantile_cont({TPOT_SQL}, 0.50) AS tpot_p50_ms,
     CAST(sum(prompt_tokens) AS BIGINT) AS prompt_tokens,
     CAST(sum(completion_tokens) AS BIGINT) AS completion_tokens,
     sum(cost_usd) AS cost_usd,
@@ -128,6 +137,15 @@ class Run:
         except duckdb.Error as exc:
             raise AnalysisError(f"query on {self.path}: {str(exc).splitlines()[0]}") from None
 
+    def records(self, query: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        """Run ``query`` and return its rows as dicts of Python values (lists and maps kept)."""
+        try:
+            result = self._con.execute(query, params)
+            names = [str(d[0]) for d in result.description or []]
+            return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+        except duckdb.Error as exc:
+            raise AnalysisError(f"query on {self.path}: {str(exc).splitlines()[0]}") from None
+
     def summary(self, by: Sequence[str] = ()) -> pl.DataFrame:
         """One row per (slice values..., arm) with the figures of ``shadow analyze``.
 
@@ -136,20 +154,16 @@ class Run:
                 under :data:`NO_SLICE`. The slice columns come first, named as given.
         """
         by = list(by)
-        clash = sorted(set(by) & set(_SUMMARY_COLUMNS))
-        if clash or len(set(by)) != len(by):
-            raise UsageError(
-                f"--by has {', '.join(by)}; slice names must differ from each other and from "
-                f"the summary's columns ({clash[0] if clash else 'repeated'})"
-            )
+        check_slice_names(by)
         keys = [
             f"coalesce(slices[${i + 1}], ${len(by) + 1}) AS {_ident(name)}"
             for i, name in enumerate(by)
         ]
         groups = ", ".join([*(_ident(name) for name in by), "arm"])
         query = (
-            f"SELECT {', '.join([*keys, 'arm'])}, {_FIGURES} FROM run_results"
-            f" GROUP BY {groups} ORDER BY {groups}"
+            f"SELECT {', '.join([*(_ident(n) for n in by), *SUMMARY_COLUMNS])} FROM ("
+            f"SELECT {', '.join([*keys, 'arm'])}, {FIGURES_SQL} FROM run_results"
+            f" GROUP BY {groups}) ORDER BY {groups}"
         )
         return self.sql(query, [*by, NO_SLICE] if by else None)
 
@@ -217,7 +231,7 @@ class Run:
             "CREATE TEMP VIEW run_results AS SELECT r.* REPLACE"
             f" (CASE WHEN p.model IS NULL THEN NULL ELSE {_REPRICED_COST} END AS cost_usd)"
             " FROM results AS r LEFT JOIN prices AS p ON p.model = r.model"
-            f" WHERE r.run_id = {_literal(self.run_id)}"
+            f" WHERE r.run_id = {sql_literal(self.run_id)}"
         ).complete()
         return Run(con, path=self.path, run_id=self.run_id, unknown_models=frozenset(unknown))
 
@@ -229,7 +243,18 @@ class Run:
         return f"<Run {self.run_id!r} of {self.path}>"
 
 
-def _literal(text: str) -> str:
+def check_slice_names(by: Sequence[str]) -> None:
+    """Raise :class:`UsageError` unless the ``--by`` names are distinct and not figure names."""
+    clash = sorted(set(by) & set(SUMMARY_COLUMNS))
+    if clash or len(set(by)) != len(by):
+        raise UsageError(
+            f"--by has {', '.join(by)}; slice names must differ from each other and from "
+            f"the summary's columns ({clash[0] if clash else 'repeated'})"
+        )
+
+
+def sql_literal(text: str) -> str:
+    """``text`` as a quoted SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -278,7 +303,7 @@ def open_run(path: str | os.PathLike[str], run_id: str | None = None) -> Run:
                 )
         con.execute(
             "CREATE TEMP VIEW run_results AS SELECT * FROM results"
-            f" WHERE run_id = {_literal(run_id)}"
+            f" WHERE run_id = {sql_literal(run_id)}"
         ).complete()
     except BaseException:
         con.close()

@@ -25,8 +25,12 @@ __all__ = [
     "StatFn",
     "benjamini_hochberg",
     "bootstrap_delta",
+    "cost_per_success_ratio_delta",
     "fisher_ok",
+    "ks_two_sample",
     "mann_whitney",
+    "mean_difference_ci",
+    "order_ranks",
     "quantile_ratio_ci",
     "ratio_ci_cost_per_success",
 ]
@@ -216,6 +220,69 @@ def mann_whitney(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
     return float(_scipy_stats.mannwhitneyu(x, y, alternative="two-sided").pvalue)
 
 
+def ks_two_sample(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
+    """Two-sided Kolmogorov-Smirnov p-value that ``a`` and ``b`` share one distribution
+    (used on output token counts: a change in answer length shows up here)."""
+    x = _values("a", a)
+    y = _values("b", b)
+    return float(_scipy_stats.ks_2samp(x, y, alternative="two-sided").pvalue)
+
+
+def mean_difference_ci(
+    a: npt.ArrayLike, b: npt.ArrayLike, *, level: float = 0.95
+) -> tuple[float, float, float]:
+    """``(mean(a) − mean(b), lo, hi)`` with a normal (Welch) interval; NaNs are skipped.
+
+    Used for excess divergence (candidate divergence − noise floor): both are means of
+    per-trace values in [0, 1] over hundreds of traces, where the normal interval is accurate.
+    """
+    x, y = _finite(a), _finite(b)
+    if x.size < 2 or y.size < 2:
+        return math.nan, math.nan, math.nan
+    diff = float(x.mean() - y.mean())
+    se = math.sqrt(x.var(ddof=1) / x.size + y.var(ddof=1) / y.size)
+    z = float(_scipy_stats.norm.ppf(0.5 + level / 2))
+    return diff, diff - z * se, diff + z * se
+
+
+def cost_per_success_ratio_delta(
+    baseline: tuple[int, float, float, float, int],
+    candidate: tuple[int, float, float, float, int],
+    *,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """Relative change of cost per success from sums alone, by the delta method (large n).
+
+    Each arm is ``(n, Σcost, Σcost², Σcost·ok, Σok)`` over its attempts. For the ratio
+    estimator R = Σcost / Σok, Var(R) ≈ Σ(cost − R·ok)² / (Σok)² (ok is 0 or 1, so
+    ok² = ok); the interval is built on log R, candidate minus baseline, and mapped back to a
+    relative change. Accurate once each arm has thousands of attempts; below that use
+    :func:`ratio_ci_cost_per_success` (the bootstrap).
+    """
+    logs: list[float] = []
+    variances: list[float] = []
+    for n, total, squares, cost_ok, oks in (baseline, candidate):
+        if n <= 0 or oks <= 0 or total <= 0:
+            return math.nan, math.nan, math.nan
+        ratio = total / oks
+        residual = max(squares - 2 * ratio * cost_ok + ratio * ratio * oks, 0.0)
+        logs.append(math.log(ratio))
+        variances.append(residual / (oks * oks) / (ratio * ratio))
+    z = float(_scipy_stats.norm.ppf(0.5 + level / 2))
+    center = logs[1] - logs[0]
+    spread = z * math.sqrt(variances[0] + variances[1])
+    return math.expm1(center), math.expm1(center - spread), math.expm1(center + spread)
+
+
+def order_ranks(n: int, q: float, level: float) -> tuple[int, int]:
+    """0-based ranks (lo, hi) of the order statistics that bracket the ``q`` quantile of ``n``
+    sorted values with probability at least ``level`` (binomial, distribution-free)."""
+    alpha = 1.0 - level
+    lo_rank = max(0, int(_scipy_stats.binom.ppf(alpha / 2, n, q)) - 1)
+    hi_rank = min(n - 1, int(_scipy_stats.binom.ppf(1 - alpha / 2, n, q)))
+    return lo_rank, hi_rank
+
+
 def fisher_ok(ok_a: int, n_a: int, ok_b: int, n_b: int) -> float:
     """Two-sided Fisher exact p-value that two arms have the same success rate."""
     for name, ok, n in (("a", ok_a, n_a), ("b", ok_b, n_b)):
@@ -276,11 +343,7 @@ def _finite(values: npt.ArrayLike) -> np.ndarray:
 
 
 def _order_interval(x: np.ndarray, q: float, level: float) -> tuple[float, float, float]:
-    n = x.size
-    alpha = 1.0 - level
-    lo_rank = int(_scipy_stats.binom.ppf(alpha / 2, n, q))
-    hi_rank = min(n - 1, int(_scipy_stats.binom.ppf(1 - alpha / 2, n, q)))
-    lo_rank = max(0, lo_rank - 1)
+    lo_rank, hi_rank = order_ranks(x.size, q, level)
     point = float(np.quantile(x, q))
     lo, hi = np.partition(x, [lo_rank, hi_rank])[[lo_rank, hi_rank]]
     return point, float(min(lo, point)), float(max(hi, point))

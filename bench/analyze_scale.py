@@ -27,12 +27,14 @@ INSERT INTO results
 SELECT 'bench' AS run_id, 't' || (i // 2) AS trace_id,
        CASE WHEN i % 2 = 0 THEN 'baseline' ELSE 'candidate' END AS arm, 0 AS attempt,
        MAP {{'tenant': 'tenant-' || ((i // 2) % 4), 'intent': 'intent-' || ((i // 8) % 5)}},
-       0.0, 0.0, NULL,
-       exp(6 + 0.4 * sqrt(-2 * ln(random())) * cos(2 * pi() * random()))
-         * CASE WHEN i % 2 = 1 AND (i // 8) % 5 = 0 THEN 1.3 ELSE 1.0 END AS latency_ms,
-       NULL, 200, random() > 0.02, NULL, 'm', 100, 20, 0, 0.0001, 'the answer is '
+       (i // 2) / 1000.0 AS scheduled_at, (i // 2) / 1000.0 + random() * 0.002 AS sent_at,
+       lat * 0.2 AS ttft_ms, lat AS latency_ms, lat AS service_ms, 200, random() > 0.02, NULL,
+       'm', 100, tokens, 0, 0.0001 * tokens, 'the answer is '
          || ((i // 2) % 97) || CASE WHEN i % 2 = 1 THEN ' maybe' ELSE '' END, NULL
-FROM range({rows}) t(i)
+FROM (SELECT i, exp(6 + 0.4 * sqrt(-2 * ln(random())) * cos(2 * pi() * random()))
+         * CASE WHEN i % 2 = 1 AND (i // 8) % 5 = 0 THEN 1.3 ELSE 1.0 END AS lat,
+         CAST(1 + floor(random() * 200) AS INTEGER) AS tokens
+      FROM range({rows}) t(i))
 """
 
 ANALYZE = """
@@ -69,25 +71,36 @@ def _result(stdout: str) -> dict[str, float]:
     return dict(json.loads(line.removeprefix("RESULT ")))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=10_000_000)
-    args = parser.parse_args()
+def _generate(path: Path, rows: int) -> None:
     import duckdb
 
     from shadow.results import ResultsStore
 
-    work = Path(tempfile.mkdtemp(prefix="shadow-analyze-bench-"))
-    path = work / "run.duckdb"
     ResultsStore.open(path).close()
     started = time.perf_counter()
     with duckdb.connect(str(path)) as con:
-        con.execute(GENERATE.format(rows=args.rows))
+        con.execute(GENERATE.format(rows=rows))
         con.execute(
             "INSERT INTO runs (run_id, started_at, source, arms, status) "
             "VALUES ('bench', now(), 'bench', ['baseline', 'candidate'], 'done')"
         )
-    print(f"generated {args.rows:,} rows in {time.perf_counter() - started:.1f} s")
+    print(f"generated {rows:,} rows in {time.perf_counter() - started:.1f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--keep", metavar="DIR", help="Keep (and reuse) the generated file in DIR.")
+    args = parser.parse_args()
+
+    work = Path(args.keep or tempfile.mkdtemp(prefix="shadow-analyze-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / f"run-{args.rows}.duckdb"
+    if path.exists() and args.keep:
+        print(f"reusing {path}")
+    else:
+        path.unlink(missing_ok=True)
+        _generate(path, args.rows)
     ours = _result(
         subprocess.run(
             [sys.executable, "-c", ANALYZE, str(path)], capture_output=True, text=True, check=True

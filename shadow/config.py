@@ -24,6 +24,7 @@ from typing import Any, Literal
 from shadow.errors import ConfigError
 
 __all__ = [
+    "AnalysisConfig",
     "ArmConfig",
     "CaptureConfig",
     "Config",
@@ -306,6 +307,43 @@ class ValidatorsConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AnalysisConfig:
+    """What ``shadow analyze`` (and ``gate``, ``report``) judge against."""
+
+    slo_ttft_ms: float | None = None
+    """Goodput SLO: time to first token (the whole latency for a non-streamed response)."""
+    slo_tpot_ms: float | None = None
+    """Goodput SLO: time per output token, (latency − ttft) / (completion_tokens − 1)."""
+    slo_latency_ms: float | None = None
+    """Goodput SLO: end-to-end latency."""
+    min_samples: int = 30
+    """Slices with fewer attempts on either arm are reported as too small, not judged."""
+    flag_abs: float = 0.05
+    """A slice's excess divergence is flagged only when it is at least this much ..."""
+    flag_rel: float = 0.5
+    """... and at least this fraction of the slice's noise floor (as Diffy separates noise)."""
+    pin_models: Mapping[str, str] = field(default_factory=dict)
+    """Arm -> the model id its responses must report; any other id raises an alarm."""
+    embedder: str = "auto"
+    """Semantic divergence: "auto", "lexical", "minilm" or an OpenAI-compatible /v1 URL."""
+
+    def __post_init__(self) -> None:
+        for name in ("slo_ttft_ms", "slo_tpot_ms", "slo_latency_ms"):
+            if getattr(self, name) is not None:
+                _positive(self, name)
+        _positive(self, "min_samples")
+        _require(self.flag_abs >= 0, "flag_abs", self.flag_abs, "it must be >= 0")
+        _require(self.flag_rel >= 0, "flag_rel", self.flag_rel, "it must be >= 0")
+        for arm in self.pin_models:
+            _require(
+                arm in ("baseline", "candidate", "baseline_repeat", "production"),
+                f"pin_models.{arm}",
+                arm,
+                "pin models of the arms baseline, candidate, baseline_repeat or production",
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
 class GateRule:
     """One ``[[gate]]`` rule of ``shadow gate`` (see DESIGN.md for the semantics)."""
 
@@ -341,6 +379,7 @@ class Config:
     slices: tuple[SliceRule, ...] = ()
     redaction: RedactionConfig = field(default_factory=RedactionConfig)
     validators: ValidatorsConfig = field(default_factory=ValidatorsConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     gate: tuple[GateRule, ...] = ()
 
     def __post_init__(self) -> None:

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from shadow.cli.analysis_options import analysis_options, analysis_settings, load_embedder_spec
+
 __all__ = ["command"]
 
 
@@ -20,23 +22,30 @@ __all__ = ["command"]
               help="Re-price the run with this pricing file (TOML or LiteLLM JSON).")  # fmt: skip
 @click.option("--run-id", help="Which run of the store (default: the latest).")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(100), default=1000, show_default=True,
-              help="Bootstrap resamples for the 95% intervals of the deltas.")  # fmt: skip
+              help="Bootstrap resamples for the 95% intervals of small samples.")  # fmt: skip
+@analysis_options
 def command(run_path: str, by: str, fmt: str, pricing: str | None, run_id: str | None,
-            n_boot: int) -> None:  # fmt: skip
+            n_boot: int, **options: Any) -> None:  # fmt: skip
     """Summarise a replay or mirror run by arm and slice: n, ok rate, latency and TTFT
-    p50/p95/p99, TPOT, token sums, cost and cost per successful response, and for each arm
-    its relative change against the baseline with a 95% bootstrap interval.
+    p50/p95/p99, TPOT and per-chunk ITL, schedule lag, tokens, errors by class, goodput under
+    SLOs, cost and cost per successful response; for each arm its relative change against the
+    baseline with a 95% interval, and tests (Mann-Whitney on latency, Fisher on ok, KS on
+    output tokens; Benjamini-Hochberg q across slices).
 
     RUN is the DuckDB file (or Parquet DIR/) that shadow replay or shadow mirror wrote.
     Percentiles are linear-interpolated over every attempt that has the value (errors and
     timeouts included); cost per success = cost of all attempts / successful ones.
     Divergence of each arm's outputs from the baseline's (0 = same, 1 = unrelated) is
-    lexical (1 - token F1) or structural for JSON; excess = divergence minus the
-    baseline-vs-baseline_repeat noise floor (replay with --repeat-baseline).
+    semantic (1 - cosine of MiniLM embeddings) when installed, else lexical (1 - token F1),
+    structural for JSON; excess = divergence minus the baseline-vs-baseline_repeat noise floor
+    (replay with --repeat-baseline). A slice is flagged when its excess clears both
+    [analysis] flag_abs and flag_rel x the noise floor. Below the table: replay fidelity
+    (replayed baseline vs production) and alarms (e.g. a response from an unpinned model).
 
     \b
     Examples:
       shadow analyze run.duckdb
+      shadow analyze run.duckdb --by intent --slo ttft=2000,tpot=100 --pin candidate=gpt-4o-mini
       shadow analyze run.duckdb --by intent --format json | jq '.groups[] | {slice, arm, delta}'
       shadow analyze run.duckdb --by tenant,size --pricing litellm_prices.json --format csv
     """
@@ -45,10 +54,12 @@ def command(run_path: str, by: str, fmt: str, pricing: str | None, run_id: str |
     from shadow.pricing import load_pricing
 
     keys = [name.strip() for name in by.split(",") if name.strip()]
+    settings = analysis_settings(**options)
+    embedder = load_embedder_spec(settings.embedder)
     run = open_run(run_path, run_id)
     if pricing:
         run = run.reprice(load_pricing(pricing))
-    result = analyze(run, keys, n_boot=n_boot)
+    result = analyze(run, keys, n_boot=n_boot, embedder=embedder, settings=settings)
     if fmt == "json":
         click.echo(json.dumps(result))
     elif fmt == "csv":
@@ -59,7 +70,13 @@ def command(run_path: str, by: str, fmt: str, pricing: str | None, run_id: str |
 
 def _flat(group: dict[str, Any], keys: list[str]) -> dict[str, Any]:
     row = {name: group["slice"][name] for name in keys}
-    row.update({k: v for k, v in group.items() if k not in ("slice", "delta")})
+    row.update({k: v for k, v in group.items() if k not in ("slice", "delta", "tests")})
+    for name in ("models", "errors"):
+        if name in row:
+            row[name] = json.dumps(row[name])
+    for test, values in (group.get("tests") or {}).items():
+        row[f"{test}_p"] = values["p"]
+        row[f"{test}_q"] = values["q"]
     for figure, delta in (group.get("delta") or {}).items():
         row[f"delta_{figure}"] = delta["change"]
         row[f"delta_{figure}_lo"] = delta["lo"]
@@ -88,10 +105,13 @@ def _table(result: dict[str, Any], keys: list[str]) -> None:
 
     table = Table(title=f"run {result['run_id']} (vs {result['baseline_arm'] or 'no baseline'})",
                   title_justify="left")  # fmt: skip
-    columns = [*keys, "arm", "n", "ok", "p50 ms", "p95 ms", "p99 ms", "ttft p95", "$/ok",
-               "Δp99 (95% CI)", "Δ$/ok (95% CI)", "div", "excess"]  # fmt: skip
+    goodput = result["thresholds"]["slo"] and any(result["thresholds"]["slo"].values())
+    measure = result["divergence_kind"].partition(":")[0]
+    columns = [*keys, "arm", "n", "ok", "p50 ms", "p99 ms", "ttft p95", "$/ok",
+               "Δp99 (95% CI)", "Δ$/ok (95% CI)", *(["goodput"] if goodput else []),
+               f"div ({measure})", "excess", "flag"]  # fmt: skip
     for column in columns:
-        table.add_column(column, justify="left" if column in [*keys, "arm"] else "right")
+        table.add_column(column, justify="left" if column in [*keys, "arm", "flag"] else "right")
     for g in result["groups"]:
         delta = g.get("delta") or {}
         table.add_row(
@@ -100,16 +120,38 @@ def _table(result: dict[str, Any], keys: list[str]) -> None:
             f"{g['n']:,}",
             _pct(g["ok_rate"]),
             _num(g["latency_p50_ms"]),
-            _num(g["latency_p95_ms"]),
             _num(g["latency_p99_ms"]),
             _num(g["ttft_p95_ms"]),
             _usd(g["cost_per_success_usd"]),
             _delta(delta.get("latency_p99_ms")),
             _delta(delta.get("cost_per_success_usd")),
+            *([_pct(g.get("goodput"))] if goodput else []),
             _ratio(g.get("divergence_mean")),
             _ratio(g.get("excess_divergence")),
+            _flag(g),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    fid = result.get("fidelity")
+    if fid is not None:
+        change = fid["latency_p50_change"]
+        console.print(
+            f"replay fidelity ({fid['n']:,} traces): replayed baseline p50 "
+            f"{_num(fid['baseline_latency_p50_ms'])} ms vs production "
+            f"{_num(fid['production_latency_p50_ms'])} ms ({_delta(change)}), statuses agree "
+            f"on {_pct(fid['status_agreement'])}"
+            + ("" if fid["faithful"] else " [red]not faithful[/]")
+        )
+    for alarm in result.get("alarms") or []:
+        console.print(f"[bold red]alarm:[/] {alarm}")
+
+
+def _flag(group: dict[str, Any]) -> str:
+    if "delta" not in group:
+        return ""
+    if group.get("too_small"):
+        return "too small"
+    return "DIVERGES" if group.get("divergence_flagged") else ""
 
 
 def _ratio(value: float | None) -> str:
