@@ -98,3 +98,41 @@ def test_a_rule_that_cannot_apply_is_bad_input(run_file: Path, tmp_path: Path) -
     assert "vibes" in bad.stderr
     empty = gate(run_file, "# nothing\n", tmp_path)
     assert empty.returncode == 2
+
+
+def test_excess_divergence_and_goodput_rules_use_the_run_and_the_rules_files_slos(
+    tmp_path: Path,
+) -> None:
+    """Excess divergence fails by its interval only where answers really changed; the rules
+    file's [analysis] SLO sets goodput, which a min rule then judges."""
+    path = tmp_path / "div.duckdb"
+    rows = []
+    for intent in ("easy", "hard"):
+        for i in range(120):
+            base = f"answer {i} about the parser and its tokens"
+            for arm, text, latency in (
+                ("baseline", base, 100.0),
+                ("baseline_repeat", base, 100.0),
+                ("candidate", "unrelated reply" if intent == "hard" else base, 300.0),
+            ):
+                rows.append(
+                    ResultRow(run_id="r", trace_id=f"{intent}-{i}", arm=arm, scheduled_at=0.0,
+                              sent_at=0.0, latency_ms=latency, status=200, ok=True, model="m",
+                              slices={"intent": intent}, output_text=text)  # fmt: skip
+                )
+    with ResultsStore.open(path) as store:
+        store.start_run("r", source="t", config={}, arms=["baseline", "candidate"])
+        store.write(rows)
+    rules = (
+        "[analysis]\nslo_latency_ms = 200\nembedder = \"lexical\"\n"
+        '[[gate]]\nmetric = "excess_divergence"\nmax = 0.05\nby = ["intent"]\n'
+        '[[gate]]\nmetric = "goodput"\nmin = 0.9\n'
+    )
+    result = gate(path, rules, tmp_path, "--format", "json")
+    assert result.returncode == 1, result.stderr
+    verdicts = json.loads(result.stdout)["verdicts"]
+    by_slice = {v["slice"].get("intent"): v for v in verdicts if v["metric"] == "excess_divergence"}
+    assert by_slice["hard"]["status"] == "fail" and by_slice["hard"]["lo"] > 0.05
+    assert by_slice["easy"]["status"] == "pass"
+    goodput = next(v for v in verdicts if v["metric"] == "goodput")
+    assert goodput["status"] == "fail" and goodput["value"] == 0.0
