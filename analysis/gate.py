@@ -74,9 +74,14 @@ def evaluate(
     n_boot: int = 1000,
     embedder: Embedder | None = None,
     settings: AnalysisConfig | None = None,
+    reports: dict[tuple[str, ...], dict[str, Any]] | None = None,
 ) -> list[Verdict]:
-    """Judge every rule on ``run``; raises :class:`UsageError` for a rule that cannot apply."""
-    reports: dict[tuple[str, ...], dict[str, Any]] = {}
+    """Judge every rule on ``run``; raises :class:`UsageError` for a rule that cannot apply.
+
+    ``reports`` (``by`` tuple -> an :func:`analyze` result) reuses analyses already made, and
+    receives the ones made here.
+    """
+    reports = {} if reports is None else reports
     verdicts: list[Verdict] = []
     for rule in rules:
         _check(rule)

@@ -13,6 +13,7 @@ identifiers; values are bound as parameters.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any, Final
@@ -260,7 +261,10 @@ def sql_literal(text: str) -> str:
 
 def _connect(path: str) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")  # never mixed into --format json output
+    # Never mixed into --format json output. A Jupyter kernel without ipywidgets refuses the
+    # setting, and the bar is already off there.
+    with contextlib.suppress(duckdb.InvalidInputException):
+        con.execute("SET enable_progress_bar = false")
     try:
         results_relation(con, path)
     except BaseException:

@@ -27,11 +27,13 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("shadow.cli.analyze_cmd", "Summarise a run by arm and slice, with deltas."),
     "broker": ("shadow.cli.broker_cmd", "Run the embedded Kafka-compatible broker."),
     "capture": ("shadow.cli.capture_cmd", "Run the capture sidecar in front of a live service."),
+    "demo": ("shadow.cli.demo_cmd", "Run the whole flow on this machine, in one command."),
     "gate": ("shadow.cli.gate_cmd", "Pass or fail a run against rules (exit 0, 1 or 2)."),
     "import": ("shadow.cli.import_cmd", "Turn public trace formats into TraceRecords."),
     "mirror": ("shadow.cli.mirror_cmd", "Mirror live traffic from Kafka to a candidate."),
     "mock-llm": ("shadow.cli.mockllm_cmd", "Run the simulated OpenAI-compatible model server."),
     "replay": ("shadow.cli.replay_cmd", "Replay captured traffic to a baseline and a candidate."),
+    "report": ("shadow.cli.report_cmd", "Write a self-contained HTML report of a run."),
 }
 
 

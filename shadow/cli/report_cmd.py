@@ -1,0 +1,95 @@
+"""``shadow report``: one self-contained HTML page that judges a run, for people."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shadow.cli.analysis_options import analysis_options, analysis_settings, load_embedder_spec
+
+__all__ = ["command"]
+
+
+@click.command("report")
+@click.argument("run_path", metavar="RUN")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the HTML page, e.g. report.html.",
+)
+@click.option(
+    "--by",
+    default="",
+    metavar="SLICE[,SLICE]",
+    help="Slice the by-slice charts, e.g. --by intent or --by tenant,size.",
+)
+@click.option(
+    "--rules",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A gates file ([[gate]] rules, as shadow gate): its verdict heads the page.",
+)
+@click.option("--run-id", help="Which run of the store (default: the latest).")
+@click.option(
+    "--pricing",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Re-price the run with this pricing file (TOML or LiteLLM JSON).",
+)
+@click.option(
+    "--examples",
+    "top_k",
+    type=click.IntRange(0, 100),
+    default=8,
+    show_default=True,
+    help="How many of the most divergent outputs to show side by side.",
+)
+@analysis_options
+def command(
+    run_path: str,
+    out: Path,
+    by: str,
+    rules: Path | None,
+    run_id: str | None,
+    pricing: str | None,
+    top_k: int,
+    **options: Any,
+) -> None:
+    """Write one HTML page that tells whether to ship the candidate: the gate's verdict (with
+    --rules), the headline changes against the baseline with 95% intervals, latency CDFs,
+    tail latency by slice, TTFT and TPOT, tokens, cost per successful response, divergence,
+    a timeline of the run and the most divergent outputs side by side.
+
+    RUN is the DuckDB file (or Parquet DIR/) that shadow replay or shadow mirror wrote. The
+    page is one file with plotly.js inside: it opens offline, attaches to an email or a CI
+    artifact, and loads nothing from the network. The report path is printed at the end; the
+    exit code is 0 even when the gate fails (CI judges with shadow gate).
+
+    \b
+    Examples:
+      shadow report run.duckdb --out report.html
+      shadow report run.duckdb --out report.html --by intent --rules gates.toml
+      shadow report run.duckdb --out report.html --by tenant,size --pricing prices.json
+    """
+    from analysis.report import write_report
+    from analysis.run import open_run
+    from shadow.pricing import load_pricing
+
+    keys = [name.strip() for name in by.split(",") if name.strip()]
+    if options["config_path"] is None and rules is not None:
+        options["config_path"] = rules
+    settings = analysis_settings(**options)
+    model = load_embedder_spec(settings.embedder)
+    stored = open_run(run_path, run_id)
+    run = stored
+    try:
+        if pricing:
+            run = stored.reprice(load_pricing(pricing))
+        path = write_report(
+            run, out, by=keys, rules=rules, embedder=model, top_k=top_k, settings=settings
+        )
+    finally:
+        run.close()
+        stored.close()
+    click.echo(str(path))
