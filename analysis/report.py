@@ -285,18 +285,36 @@ def _headline(base: Mapping[str, Any] | None, cand: Mapping[str, Any] | None) ->
     if excess is None:
         rows.append((["Excess divergence", "–", "–", "–", "–", "no baseline_repeat arm"], "none"))
     else:
-        where = "above" if excess > 0 else "at or below"
+        lo, hi = _float(cand.get("excess_divergence_lo")), _float(cand.get("excess_divergence_hi"))
+        floor = _float(cand.get("noise_floor"))
+        if lo is None or hi is None:
+            where = "above" if excess > 0 else "at or below"
+            interval, reading, tone = (
+                "–",
+                f"{where} the repeat's noise (no interval)",
+                ("soft-worse" if excess > 0 else "soft-better"),
+            )
+        else:
+            interval = f"{lo:+.3f} … {hi:+.3f}"
+            tone = "worse" if lo > 0 else "same"
+            reading = (
+                "flagged: beyond noise and thresholds"
+                if cand.get("divergence_flagged")
+                else _READING["worse"]
+                if lo > 0
+                else "within the repeat's noise"
+            )
         rows.append(
             (
                 [
                     "Excess divergence",
-                    "–",
-                    _fmt(excess, "ratio"),
-                    _fmt(excess, "ratio"),
-                    "–",
-                    f"{where} the repeat's noise (no interval)",
+                    "–" if floor is None else f"{floor:.3f} (noise)",
+                    _fmt(_float(cand.get("divergence_mean")), "ratio"),
+                    f"{excess:+.3f}",
+                    interval,
+                    reading,
                 ],
-                "soft-worse" if excess > 0 else "soft-better",
+                tone,
             )
         )
     return rows
