@@ -27,12 +27,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import numpy as np
+
 from analysis.run import FIGURES_SQL, NO_SLICE, SUMMARY_COLUMNS, TPOT_SQL, Run, sql_literal
 from analysis.stats import order_ranks
 
 __all__ = [
     "GRID_BASE",
     "QUANTILES",
+    "SAMPLE_ROWS",
     "GroupFigures",
     "Slo",
     "chunk_gaps",
@@ -45,6 +48,11 @@ GRID_BASE: Final = 2_000
 """The smallest n for which quantile intervals come from order statistics (below: bootstrap)."""
 QUANTILES: Final = (0.50, 0.95, 0.99)
 _PER_ARM_LEVEL: Final = math.sqrt(0.95)  # two arms' intervals combine to at least 95%
+
+SAMPLE_ROWS: Final = 5_000
+"""Rows per group kept for tests and small-sample bootstraps (all rows below this)."""
+_HASH_SPACE: Final = 1_000_000
+_SAMPLED: Final = ("latency_ms", "ttft_ms", "cost_usd", "ok", "completion_tokens")
 
 _ERROR_CLASS: Final = (
     "CASE WHEN ok THEN NULL WHEN error IS NOT NULL THEN error"
@@ -94,8 +102,11 @@ class GroupFigures:
     """``(n, Σcost, Σcost², Σcost·ok, Σok)`` for the delta-method interval."""
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
     """``latency_p99_ms`` -> (lo, hi) order-statistic bounds at per-arm level √0.95."""
+    sample: dict[str, np.ndarray] = field(default_factory=dict)
+    """A hash-chosen sample of at most :data:`SAMPLE_ROWS` rows (every row of a small group):
+    ``latency_ms``, ``ttft_ms``, ``cost_usd``, ``ok``, ``completion_tokens``."""
     extra: dict[str, Any] = field(default_factory=dict)
-    """Schedule lag, TPOT p95, token quantiles, goodput, models and error classes."""
+    """Schedule lag, token quantiles, goodput, models and error classes."""
 
 
 def group_key(values: Sequence[Any], arm: str) -> tuple[str, ...]:
@@ -135,27 +146,6 @@ def group_figures(run: Run, keys: Sequence[str], slo: Slo) -> dict[tuple[str, ..
     slices = _slice_select(keys)
     names = [f"s{i}" for i in range(len(keys))]
     group_by = ", ".join([*names, "arm"])
-    counts = run.records(
-        f"SELECT {', '.join([*slices, 'arm'])}, count(latency_ms) AS nl, count(ttft_ms) AS nt"
-        f" FROM run_results GROUP BY {group_by}",
-        params,
-    )
-    sizes = [int(r[c]) for r in counts for c in ("nl", "nt")]
-    grids = sorted({_grid(n) for n in sizes if n >= GRID_BASE})
-    fractions: list[float] = []
-    slot: dict[tuple[int, float], tuple[int, int]] = {}
-    for size in grids:
-        for q in QUANTILES:
-            lo, hi = order_ranks(size, q, _PER_ARM_LEVEL)
-            slot[(size, q)] = (len(fractions), len(fractions) + 1)
-            fractions += [(lo + 0.5) / size, (hi + 0.5) / size]
-    disc = (
-        f", quantile_disc(latency_ms, {fractions!r}) AS _ld, quantile_disc(ttft_ms, {fractions!r})"
-        " AS _td"
-        if fractions
-        else ""
-    )
-    tpot = TPOT_SQL
     query = f"""
         SELECT {", ".join([*slices, "arm"])}, {FIGURES_SQL},
             count(latency_ms) AS _nl, count(ttft_ms) AS _nt,
@@ -163,16 +153,16 @@ def group_figures(run: Run, keys: Sequence[str], slo: Slo) -> dict[tuple[str, ..
             sum(CASE WHEN ok THEN coalesce(cost_usd, 0) ELSE 0 END) AS _co,
             count_if(ok) AS _k,
             quantile_cont((sent_at - scheduled_at) * 1000, [0.5, 0.99]) AS _lag,
-            quantile_cont({tpot}, 0.95) AS tpot_p95_ms,
             quantile_cont(completion_tokens, [0.5, 0.95]) AS _tok,
             avg(completion_tokens) AS completion_tokens_mean,
             count_if({slo.condition()}) AS _good,
-            histogram(model) AS _models, histogram({_ERROR_CLASS}) AS _errors,
+            histogram(model) AS _models,
+            histogram({_ERROR_CLASS}) FILTER (WHERE NOT coalesce(ok, false)) AS _errors,
             min(scheduled_at) AS _t0, max(sent_at + latency_ms / 1000) AS _t1
-            {disc}
         FROM run_results GROUP BY {group_by}
     """
     rows = run.records(query, params)
+    second = _second_pass(run, keys, rows)
     starts = [r["_t0"] for r in rows if r["_t0"] is not None]
     ends = [r["_t1"] for r in rows if r["_t1"] is not None]
     span = max(ends) - min(starts) if starts and ends else None
@@ -181,24 +171,13 @@ def group_figures(run: Run, keys: Sequence[str], slo: Slo) -> dict[tuple[str, ..
     for row in rows:
         key = group_key([row[n] for n in names], row["arm"])
         n_latency, n_ttft = int(row["_nl"]), int(row["_nt"])
-        bounds: dict[str, tuple[float, float]] = {}
-        for column, count, values in (
-            ("latency", n_latency, row.get("_ld")),
-            ("ttft", n_ttft, row.get("_td")),
-        ):
-            if values is None or count < GRID_BASE:
-                continue
-            size = _grid(count)
-            for q in QUANTILES:
-                i, j = slot[(size, q)]
-                bounds[f"{column}_p{round(q * 100)}_ms"] = (float(values[i]), float(values[j]))
+        bounds, sample = second.get(key, ({}, {}))
         lag = row["_lag"] or [None, None]
         tokens = row["_tok"] or [None, None]
         good = int(row["_good"])
         extra = {
             "schedule_lag_p50_ms": lag[0],
             "schedule_lag_p99_ms": lag[1],
-            "tpot_p95_ms": row["tpot_p95_ms"],
             "completion_tokens_p50": tokens[0],
             "completion_tokens_p95": tokens[1],
             "completion_tokens_mean": row["completion_tokens_mean"],
@@ -219,8 +198,72 @@ def group_figures(run: Run, keys: Sequence[str], slo: Slo) -> dict[tuple[str, ..
                 int(row["_k"]),
             ),
             bounds=bounds,
+            sample=sample,
             extra=extra,
         )
+    return out
+
+
+def _second_pass(
+    run: Run, keys: list[str], rows: list[dict[str, Any]]
+) -> dict[tuple[str, ...], tuple[dict[str, tuple[float, float]], dict[str, np.ndarray]]]:
+    """Per group: order-statistic bounds (groups of >= GRID_BASE values) and a row sample.
+
+    Both come from one more ``GROUP BY``: ``quantile_disc`` at the grid fractions, and
+    ``list(...)`` over the rows whose hash falls under the group's sampling fraction (joined
+    from a small VALUES table, since the fraction depends on the group's size).
+    """
+    names = [f"s{i}" for i in range(len(keys))]
+    counts = {group_key([r[n] for n in names], r["arm"]): r for r in rows}
+    if not counts:
+        return {}
+    sizes = [int(r[c]) for r in rows for c in ("_nl", "_nt")]
+    grids = sorted({_grid(n) for n in sizes if n >= GRID_BASE})
+    fractions: list[float] = []
+    slot: dict[tuple[int, float], tuple[int, int]] = {}
+    for size in grids:
+        for q in QUANTILES:
+            lo, hi = order_ranks(size, q, _PER_ARM_LEVEL)
+            slot[(size, q)] = (len(fractions), len(fractions) + 1)
+            fractions += [(lo + 0.5) / size, (hi + 0.5) / size]
+    disc = (
+        f"quantile_disc(latency_ms, {fractions!r}) AS _ld,"
+        f" quantile_disc(ttft_ms, {fractions!r}) AS _td,"
+        if fractions
+        else ""
+    )
+    keep = {key: min(1.0, SAMPLE_ROWS / max(int(r["n"]), 1)) for key, r in counts.items()}
+    lists = ", ".join(f"list({c}) FILTER (WHERE _keep) AS {c}" for c in _SAMPLED)
+    columns = [*names, "arm"]
+    query = (
+        f"SELECT {', '.join(columns)}, {disc} {lists} FROM ("
+        f"SELECT *, _h < _frac * {_HASH_SPACE} AS _keep FROM ("
+        f"SELECT {', '.join([*_slice_select(keys), 'arm', *_SAMPLED])}, "
+        f"hash(trace_id, attempt) % {_HASH_SPACE} AS _h FROM run_results)"
+        f" JOIN {fractions_table(columns, keep)} USING ({', '.join(columns)}))"
+        f" GROUP BY {', '.join(columns)}"
+    )
+    out: dict[tuple[str, ...], tuple[dict[str, tuple[float, float]], dict[str, np.ndarray]]] = {}
+    for row in run.records(query, [*keys, NO_SLICE] if keys else None):
+        key = group_key([row[n] for n in names], row["arm"])
+        bounds: dict[str, tuple[float, float]] = {}
+        for column, count, values in (
+            ("latency", int(counts[key]["_nl"]), row.get("_ld")),
+            ("ttft", int(counts[key]["_nt"]), row.get("_td")),
+        ):
+            if values is None or count < GRID_BASE:
+                continue
+            size = _grid(count)
+            for q in QUANTILES:
+                i, j = slot[(size, q)]
+                bounds[f"{column}_p{round(q * 100)}_ms"] = (float(values[i]), float(values[j]))
+        sample = {
+            c: np.array([np.nan if v is None else float(v) for v in row[c] or []], dtype=float)
+            for c in _SAMPLED
+        }
+        sample["cost_usd"] = np.nan_to_num(sample["cost_usd"], nan=0.0)
+        sample["ok"] = np.nan_to_num(sample["ok"], nan=0.0)
+        out[key] = (bounds, sample)
     return out
 
 

@@ -38,16 +38,16 @@ import numpy as np
 
 from analysis.aggregates import (
     GRID_BASE,
+    SAMPLE_ROWS,
     GroupFigures,
     Slo,
     chunk_gaps,
-    fractions_table,
     group_figures,
 )
 from analysis.divergence import Embedder, kind
 from analysis.fidelity import fidelity
 from analysis.pairs import MAX_PAIRS, divergent, pair_divergence, reference_arm
-from analysis.run import NO_SLICE, Run, check_slice_names
+from analysis.run import Run, check_slice_names
 from analysis.stats import (
     benjamini_hochberg,
     bootstrap_delta,
@@ -70,9 +70,6 @@ __all__ = [
     "pair_divergence",
 ]
 
-SAMPLE_ROWS: Final = 5_000
-"""Rows per group fetched for tests and small-sample bootstraps (all rows below this)."""
-_HASH_SPACE: Final = 1_000_000
 
 DELTA_FIGURES = (
     "latency_p50_ms",
@@ -110,7 +107,7 @@ def analyze(
     gaps = chunk_gaps(run, keys)
     arms = sorted({key[-1] for key in figures})
     reference = reference_arm(arms)
-    samples = _samples(run, keys, figures)
+    samples = {key: f.sample for key, f in figures.items()}
     per_slice = {key[:-1]: f.summary["n"] for key, f in figures.items() if key[-1] == reference}
     pairs = (
         pair_divergence(run, keys, reference, embedder, traces_per_slice=per_slice)
@@ -181,41 +178,6 @@ def _group(
     if pinned is not None:
         group["model_mismatches"] = sum(n for m, n in fig.extra["models"].items() if m != pinned)
     return group
-
-
-def _samples(
-    run: Run, keys: list[str], figures: Mapping[tuple[str, ...], GroupFigures]
-) -> dict[tuple[str, ...], dict[str, np.ndarray]]:
-    """Per group: a hash-chosen sample of at most :data:`SAMPLE_ROWS` rows (all of a small one)."""
-    if not figures:
-        return {}
-    fractions = {key: min(1.0, SAMPLE_ROWS / max(f.summary["n"], 1)) for key, f in figures.items()}
-    names = [f"s{i}" for i in range(len(keys))]
-    slice_cols = [f"coalesce(slices[${i + 1}], ${len(keys) + 1}) AS s{i}" for i in range(len(keys))]
-    select = ", ".join([*slice_cols, "arm", "latency_ms", "ttft_ms", "cost_usd", "ok",
-                        "completion_tokens", "trace_id", "attempt"])  # fmt: skip
-    rows = run.records(
-        f"SELECT * FROM (SELECT {select} FROM run_results)"
-        f" JOIN {fractions_table([*names, 'arm'], fractions)} USING ({', '.join([*names, 'arm'])})"
-        f" WHERE hash(trace_id, attempt) % {_HASH_SPACE} < _frac * {_HASH_SPACE}",
-        [*keys, NO_SLICE] if keys else None,
-    )
-    columns: dict[tuple[str, ...], dict[str, list[Any]]] = {}
-    fields = ("latency_ms", "ttft_ms", "cost_usd", "ok", "completion_tokens")
-    for row in rows:
-        key = (*(str(row[n]) for n in names), row["arm"])
-        bucket = columns.setdefault(key, {f: [] for f in fields})
-        for f in fields:
-            bucket[f].append(row[f])
-    out: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
-    for key, bucket in columns.items():
-        out[key] = {
-            f: np.asarray([np.nan if v is None else float(v) for v in bucket[f]], dtype=float)
-            for f in fields
-        }
-        out[key]["cost_usd"] = np.nan_to_num(out[key]["cost_usd"], nan=0.0)
-        out[key]["ok"] = np.nan_to_num(out[key]["ok"], nan=0.0)
-    return out
 
 
 def _deltas(

@@ -55,7 +55,9 @@ def run_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 
 def shadow(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shadow", "analyze", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "shadow", "analyze", *args,
+         *(() if "--embedder" in args else ("--embedder", "lexical"))],
+        capture_output=True, text=True,
         timeout=120,
     )  # fmt: skip
 

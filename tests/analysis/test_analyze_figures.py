@@ -60,15 +60,24 @@ def rich_run(tmp_path: Path) -> Iterator[tuple[Run, dict[str, np.ndarray]]]:
                 invalid = i % 70 == 2 and arm == "candidate"
                 ok = error is None and status == 200 and not invalid
                 rows.append(
-                    _row(trace, arm, slices={"intent": intent}, scheduled_at=100.0 + i,
-                         sent_at=100.0 + i + lag / 1000, ttft_ms=offsets[0], latency_ms=latency,
-                         completion_tokens=tokens, chunk_offsets_ms=offsets, error=error,
-                         status=None if error else status, ok=ok,
-                         model="m-small" if arm == "candidate" and i % 3 == 0 else "m",
-                         output_text=" ".join(WORDS[(i + j) % len(WORDS)] for j in range(6))
-                         if arm != "candidate" or intent == "easy"
-                         else "completely different words here about nothing",
-                    )  # fmt: skip
+                    _row(
+                        trace,
+                        arm,
+                        slices={"intent": intent},
+                        scheduled_at=100.0 + i,
+                        sent_at=100.0 + i + lag / 1000,
+                        ttft_ms=offsets[0],
+                        latency_ms=latency,
+                        completion_tokens=tokens,
+                        chunk_offsets_ms=offsets,
+                        error=error,
+                        status=None if error else status,
+                        ok=ok,
+                        model="m-small" if arm == "candidate" and i % 3 == 0 else "m",
+                        output_text=" ".join(WORDS[(i + j) % len(WORDS)] for j in range(6))
+                        if arm != "candidate" or intent == "easy"
+                        else "completely different words here about nothing",
+                    )
                 )
                 key = f"{intent}/{arm}"
                 truth.setdefault(f"{key}/gaps", []).extend(np.diff(offsets))
@@ -167,9 +176,16 @@ def _fidelity_run(path: Path, factor: float) -> Run:
         production = float(rng.lognormal(5.0, 0.3))
         replayed = float(rng.lognormal(5.0, 0.3)) * factor
         traces.append(
-            TraceRow(run_id="r", trace_id=f"t{i}", captured_at=0, service="s", method="POST",
-                     path="/v1/chat/completions", production_status=200,
-                     production_latency_ms=production)  # fmt: skip
+            TraceRow(
+                run_id="r",
+                trace_id=f"t{i}",
+                captured_at=0,
+                service="s",
+                method="POST",
+                path="/v1/chat/completions",
+                production_status=200,
+                production_latency_ms=production,
+            )
         )
         rows.append(_row(f"t{i}", "baseline", latency_ms=replayed))
         rows.append(_row(f"t{i}", "candidate", latency_ms=replayed))
@@ -181,14 +197,17 @@ def test_replay_fidelity_compares_the_replayed_baseline_with_production(tmp_path
     faithful = _fidelity_run(tmp_path / "a.duckdb", 1.0)
     report = analyze(faithful, [])
     fid = report["fidelity"]
-    assert fid["n"] == 400 and fid["faithful"] is True and fid["status_agreement"] == 1.0
+    assert fid["n"] == 400
+    assert fid["faithful"] is True
+    assert fid["status_agreement"] == 1.0
     change = fid["latency_p50_change"]
     assert change["lo"] < 0 < change["hi"]
     assert report["alarms"] == []
     slow = analyze(_fidelity_run(tmp_path / "b.duckdb", 3.0), [])
     assert slow["fidelity"]["faithful"] is False
     assert slow["fidelity"]["latency_p50_change"]["lo"] > 1.0
-    assert slow["alarms"] and slow["alarms"][0].startswith("replay fidelity")
+    assert slow["alarms"]
+    assert slow["alarms"][0].startswith("replay fidelity")
 
 
 def test_large_samples_use_sql_order_statistics_at_least_as_wide_as_exact(tmp_path: Path) -> None:
@@ -206,7 +225,8 @@ def test_large_samples_use_sql_order_statistics_at_least_as_wide_as_exact(tmp_pa
         got = delta[figure]
         point, lo, hi = quantile_ratio_ci(base, cand, q)
         assert got["change"] == pytest.approx(point)
-        assert got["lo"] <= lo + 1e-12 and got["hi"] >= hi - 1e-12
+        assert got["lo"] <= lo + 1e-12
+        assert got["hi"] >= hi - 1e-12
         assert got["lo"] < 0.2 < got["hi"]
         assert got["hi"] - got["lo"] < 2.0 * (hi - lo)
 

@@ -50,7 +50,8 @@ def gate(run: Path, rules: str, tmp_path: Path, *extra: str) -> subprocess.Compl
     file = tmp_path / "gates.toml"
     file.write_text(rules)
     return subprocess.run(
-        [sys.executable, "-m", "shadow", "gate", str(run), "--rules", str(file), *extra],
+        [sys.executable, "-m", "shadow", "gate", str(run), "--rules", str(file), *extra,
+         *(() if "--embedder" in extra or "embedder" in rules else ("--embedder", "lexical"))],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
@@ -116,15 +117,25 @@ def test_excess_divergence_and_goodput_rules_use_the_run_and_the_rules_files_slo
                 ("candidate", "unrelated reply" if intent == "hard" else base, 300.0),
             ):
                 rows.append(
-                    ResultRow(run_id="r", trace_id=f"{intent}-{i}", arm=arm, scheduled_at=0.0,
-                              sent_at=0.0, latency_ms=latency, status=200, ok=True, model="m",
-                              slices={"intent": intent}, output_text=text)  # fmt: skip
+                    ResultRow(
+                        run_id="r",
+                        trace_id=f"{intent}-{i}",
+                        arm=arm,
+                        scheduled_at=0.0,
+                        sent_at=0.0,
+                        latency_ms=latency,
+                        status=200,
+                        ok=True,
+                        model="m",
+                        slices={"intent": intent},
+                        output_text=text,
+                    )
                 )
     with ResultsStore.open(path) as store:
         store.start_run("r", source="t", config={}, arms=["baseline", "candidate"])
         store.write(rows)
     rules = (
-        "[analysis]\nslo_latency_ms = 200\nembedder = \"lexical\"\n"
+        '[analysis]\nslo_latency_ms = 200\nembedder = "lexical"\n'
         '[[gate]]\nmetric = "excess_divergence"\nmax = 0.05\nby = ["intent"]\n'
         '[[gate]]\nmetric = "goodput"\nmin = 0.9\n'
     )
@@ -132,7 +143,9 @@ def test_excess_divergence_and_goodput_rules_use_the_run_and_the_rules_files_slo
     assert result.returncode == 1, result.stderr
     verdicts = json.loads(result.stdout)["verdicts"]
     by_slice = {v["slice"].get("intent"): v for v in verdicts if v["metric"] == "excess_divergence"}
-    assert by_slice["hard"]["status"] == "fail" and by_slice["hard"]["lo"] > 0.05
+    assert by_slice["hard"]["status"] == "fail"
+    assert by_slice["hard"]["lo"] > 0.05
     assert by_slice["easy"]["status"] == "pass"
     goodput = next(v for v in verdicts if v["metric"] == "goodput")
-    assert goodput["status"] == "fail" and goodput["value"] == 0.0
+    assert goodput["status"] == "fail"
+    assert goodput["value"] == 0.0

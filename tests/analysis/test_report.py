@@ -120,8 +120,11 @@ _SCRIPT = re.compile(r"(<script\b[^>]*>).*?(</script>)", re.S | re.I)
 
 
 def shadow(*args: str) -> subprocess.CompletedProcess[str]:
+    """``shadow report ARGS``, lexical unless the test names an embedder (semantic divergence
+    has its own tests; here it would only add model loading to every call)."""
+    extra = () if "--embedder" in args else ("--embedder", "lexical")
     return subprocess.run(
-        [sys.executable, "-m", "shadow", "report", *args],
+        [sys.executable, "-m", "shadow", "report", *args, *extra],
         capture_output=True,
         text=True,
         timeout=300,
