@@ -1,10 +1,16 @@
 """The simulated OpenAI-compatible model server, as a plain ASGI application.
 
 Plain ASGI rather than a framework: the server must never be the bottleneck of a benchmark
-(>= 2,000 requests/s on one core at time-scale 0), and the surface is five routes.
+(>= 2,000 requests/s on one core at time-scale 0), and the surface is six routes.
 
 Routes: ``POST /v1/chat/completions`` and ``POST /v1/completions`` (both with ``stream`` and
-``stream_options.include_usage``), ``GET /v1/models``, ``GET /health``.
+``stream_options.include_usage``), ``POST /v1/embeddings``, ``GET /v1/models``, ``GET /health``.
+
+Embeddings are deterministic and instant (no latency model, no injected faults): a signed,
+hashed bag of words (lower-cased word runs, BLAKE2b of each picks a dimension and a sign)
+in 256 dimensions unless the request asks for ``dimensions``, L2-normalised, so texts sharing
+words are close. ``encoding_format`` ``float`` and ``base64`` (little-endian float32) are
+served; ``usage.prompt_tokens`` counts the inputs by the usage rule below.
 
 Usage rule: ``prompt_tokens`` counts the prompt under :mod:`shadow.tokens` (whitespace-separated
 runs over every message's content), ``completion_tokens`` the words of the answer, each word
@@ -18,8 +24,12 @@ per call (temperature variation, injected faults) comes from a generator seeded 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import math
 import random
+import re
+import struct
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -43,6 +53,8 @@ _SSE = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache"),
 ]
+_WORD = re.compile(r"\w+", re.UNICODE)
+_EMBEDDING_DIMS = 256
 _ERRORS = (
     # (status, type, message, share of injected errors)
     (429, "rate_limit_exceeded", "Rate limit reached (injected by shadow mock-llm).", 0.4),
@@ -145,12 +157,43 @@ class MockLLM:
                 await _error(send, 405, "invalid_request_error", f"{method} not allowed on {path}")
                 return
             await self._completion(scope, receive, send, chat=path == "/v1/chat/completions")
+        elif path == "/v1/embeddings":
+            if method != "POST":
+                await _error(send, 405, "invalid_request_error", f"{method} not allowed on {path}")
+                return
+            await self._embeddings(receive, send)
         elif path == "/v1/models" and method == "GET":
             await _respond(send, 200, self._models_body)
         elif path == "/health" and method in ("GET", "HEAD"):
             await _respond(send, 200, b'{"status":"ok"}')
         else:
             await _error(send, 404, "not_found", f"no route {method} {path}")
+
+    # -- embeddings ---------------------------------------------------------------------------
+
+    async def _embeddings(self, receive: Receive, send: Send) -> None:
+        try:
+            texts, dims, as_base64, model = _parse_embeddings(await _read_body(receive))
+        except _BadRequest as exc:
+            await _error(send, 400, "invalid_request_error", str(exc), param=exc.param)
+            return
+        data = []
+        for index, text in enumerate(texts):
+            vector = _embedding(text, dims)
+            embedding: list[float] | str = (
+                base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode("ascii")
+                if as_base64
+                else vector
+            )
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        tokens = sum(count_tokens(text) for text in texts)
+        body = {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        await _respond(send, 200, msgspec.json.encode(body))
 
     # -- completions --------------------------------------------------------------------------
 
@@ -363,6 +406,47 @@ def _parse_request(raw: bytes, *, chat: bool) -> dict[str, Any]:
     ):
         raise _BadRequest("'temperature' must be a number between 0 and 2", param="temperature")
     return body
+
+
+def _parse_embeddings(raw: bytes) -> tuple[list[str], int, bool, str]:
+    """(texts, dimensions, base64?, model) of an embeddings request, or :class:`_BadRequest`."""
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        raise _BadRequest("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _BadRequest("request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _BadRequest("'model' must be a non-empty string", param="model")
+    texts = body.get("input")
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise _BadRequest(
+            "'input' must be a string or a non-empty array of strings (token arrays are not "
+            "served)",
+            param="input",
+        )
+    dims = body.get("dimensions", _EMBEDDING_DIMS)
+    if not isinstance(dims, int) or isinstance(dims, bool) or not 1 <= dims <= 4096:
+        raise _BadRequest("'dimensions' must be an integer between 1 and 4096", param="dimensions")
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        raise _BadRequest("'encoding_format' must be 'float' or 'base64'", param="encoding_format")
+    return texts, dims, encoding == "base64", model
+
+
+def _embedding(text: str, dims: int) -> list[float]:
+    """A signed hashed bag of words, L2-normalised; a text with no words gets the first axis."""
+    vector = [0.0] * dims
+    for word in _WORD.findall(text.lower()):
+        h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+        vector[(h >> 1) % dims] += 1.0 if h & 1 else -1.0
+    norm = math.sqrt(sum(x * x for x in vector))
+    if norm == 0.0:
+        vector[0] = norm = 1.0
+    return [x / norm for x in vector]
 
 
 def _max_tokens(body: dict[str, Any]) -> int | None:
