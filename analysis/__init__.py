@@ -1,14 +1,18 @@
 """analysis: turns a replay's results into numbers and a verdict.
 
-It will hold the results store schema (DuckDB, Parquet parts), latency, token and cost metrics,
-output divergence, statistics (percentiles, bootstrap intervals), the gate and the plotly
-report, plus the API the notebooks import. It builds on ``shadow`` (schema, config).
+``open_run(path)`` opens a run of a results store (DuckDB file or Parquet directory) as a
+:class:`Run` (``.summary``, ``.pairs``, ``.divergent``, ``.sql``, ``.reprice``);
+``analyze(run, by)`` computes every figure of ``shadow analyze`` (modules ``aggregates``,
+``stats``, ``pairs``, ``divergence``, ``embeddings``, ``fidelity``); ``gate.evaluate`` judges
+rules; ``report.write_report`` writes the HTML page. Notebooks import from here. It builds on
+``shadow`` (schema, config).
 """
 
 from __future__ import annotations
 
 from analysis.analyze import analyze
 from analysis.divergence import lexical, structural
+from analysis.embeddings import load_embedder
 from analysis.run import NO_SLICE, Run, open_run
 from analysis.stats import (
     benjamini_hochberg,
@@ -26,6 +30,7 @@ __all__ = [
     "bootstrap_delta",
     "fisher_ok",
     "lexical",
+    "load_embedder",
     "mann_whitney",
     "open_run",
     "ratio_ci_cost_per_success",

@@ -131,6 +131,8 @@ def _table(result: dict[str, Any], keys: list[str]) -> None:
             _flag(g),
         )
     console = Console()
+    if not console.is_terminal:  # piped or captured: never squeeze the table into 80 columns
+        console = Console(width=max(console.width, 200))
     console.print(table)
     fid = result.get("fidelity")
     if fid is not None:
