@@ -79,27 +79,63 @@ def extract_usage(
 
 
 def output_text(response_body: bytes, stream: StreamSummary | None) -> str | None:
-    """The assistant's content text, or None when the body is not a completion with text.
+    """The assistant's output as one text, or None when the body is not a completion.
 
-    Reads ``stream.text`` when given; otherwise the body's chat ``choices[0].message.content``,
-    legacy ``choices[0].text``, or the Responses API's ``output[*].content[*].text``.
+    The content is ``stream.text`` when given; otherwise the body's chat
+    ``choices[0].message.content``, legacy ``choices[0].text``, or the Responses API's
+    ``output[*].content[*].text``. When the model called tools, the output is instead a JSON
+    document, ``{"content": ..., "tool_calls": [{"name": ..., "arguments": ...}]}`` (arguments
+    parsed when they are JSON, in call order), so divergence compares tool names and arguments
+    structurally.
     """
+    calls: list[tuple[str, str]]
     if stream is not None:
-        return stream.text
+        text: str | None = stream.text
+        calls = [(c.get("name", ""), c.get("arguments", "")) for c in stream.tool_calls]
+        return _with_tool_calls(text, calls)
     response = _json_object(response_body)
     if response is None:
         return None
     choice = _first_choice(response)
     if choice is not None:
         message = choice.get("message")
-        if isinstance(message, Mapping):
-            return _content_text(message.get("content"))
-        return _string(choice.get("text"))
+        if not isinstance(message, Mapping):
+            return _string(choice.get("text"))
+        raw = message.get("tool_calls")
+        calls = []
+        for call in raw if isinstance(raw, list) else ():
+            function = call.get("function") if isinstance(call, Mapping) else None
+            if isinstance(function, Mapping):
+                calls.append((_string(function.get("name")) or "", _arguments(function)))
+        return _with_tool_calls(_content_text(message.get("content")), calls)
     output = response.get("output")
     if isinstance(output, list):
         parts = [part for item in output for part in _message_parts(item)]
-        return "".join(parts) if parts else None
+        calls = [
+            (_string(item.get("name")) or "", _arguments(item))
+            for item in output
+            if isinstance(item, Mapping) and item.get("type") == "function_call"
+        ]
+        return _with_tool_calls("".join(parts) if parts else None, calls)
     return None
+
+
+def _arguments(holder: Mapping[str, Any]) -> str:
+    value = holder.get("arguments")
+    return value if isinstance(value, str) else ""
+
+
+def _with_tool_calls(text: str | None, calls: list[tuple[str, str]]) -> str | None:
+    if not calls:
+        return text
+    parsed: list[dict[str, Any]] = []
+    for name, arguments in calls:
+        try:
+            value: Any = msgspec.json.decode(arguments) if arguments else None
+        except (ValueError, RecursionError):
+            value = arguments
+        parsed.append({"name": name, "arguments": value})
+    return msgspec.json.encode({"content": text, "tool_calls": parsed}).decode()
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,3 +120,21 @@ def test_divergent_lists_the_most_different_pairs_with_both_texts(tmp_path: Path
     assert top["divergence"].to_list() == sorted(top["divergence"].to_list(), reverse=True)
     assert top["candidate_text"][0].count("other") == 5
     assert top["baseline_text"][0] == "same same same same same same"
+
+
+def test_tool_calls_are_compared_by_name_and_arguments() -> None:
+    """Same tool and arguments: 0; another argument value: > 0; another tool: more."""
+    from shadow.usage import output_text
+
+    def call(name: str, arguments: str) -> str | None:
+        body = {"choices": [{"index": 0, "message": {"content": None, "tool_calls": [
+            {"function": {"name": name, "arguments": arguments}}]}}]}  # fmt: skip
+        return output_text(json.dumps(body).encode(), None)
+
+    base = call("get_weather", '{"city": "Oslo", "unit": "C"}')
+    assert structural(base, call("get_weather", '{"unit": "C", "city": "Oslo"}')) == 0.0
+    other_city = structural(base, call("get_weather", '{"city": "Bergen", "unit": "C"}'))
+    other_tool = structural(base, call("book_flight", '{"to": "Bergen"}'))
+    assert other_city is not None
+    assert other_tool is not None
+    assert 0.0 < other_city < other_tool <= 1.0

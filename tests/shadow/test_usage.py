@@ -282,3 +282,40 @@ def test_estimates_match_mock_llm_reported_usage(mock_large: MockLLMServer) -> N
     )
     assert output_text(reply.content, None) == output_text(b"", stream)
     assert count_tokens(stream.text) == reported.completion_tokens
+
+
+def test_tool_calls_become_a_json_output_with_names_and_parsed_arguments() -> None:
+    """Chat, streamed and Responses API tool calls give the same JSON output document."""
+    chat = js(
+        {
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "content": None,
+                        "tool_calls": [
+                            {"function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+                        ],
+                    },
+                }
+            ]
+        }
+    )
+    streamed = StreamSummary(
+        text="", tool_calls=[{"name": "get_weather", "arguments": '{"city": "Oslo"}'}]
+    )
+    responses = js(
+        {
+            "output": [
+                {"type": "function_call", "name": "get_weather", "arguments": '{"city":"Oslo"}'}
+            ]
+        }
+    )
+    want = {"content": None, "tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}
+    assert msgspec.json.decode(output_text(chat, None) or "") == want
+    assert msgspec.json.decode(output_text(responses, None) or "") == want
+    assert msgspec.json.decode(output_text(b"", streamed) or "") == {**want, "content": ""}
+    broken = StreamSummary(text="", tool_calls=[{"name": "f", "arguments": "{not json"}])
+    assert msgspec.json.decode(output_text(b"", broken) or "")["tool_calls"][0]["arguments"] == (
+        "{not json"
+    )
