@@ -113,6 +113,10 @@ def _request(record: TraceRecord) -> dict[str, Any]:
         "max_tokens": body["max_tokens"],
         "metadata": body.get("metadata"),
         "extra_headers": {k: v for k, v in headers.items() if v},
+        # Streamed, as chat and code-completion UIs ask: TTFT, TPOT and inter-token gaps are
+        # then measured on every arm, and the replay re-sends the captured (streaming) body.
+        "stream": True,
+        "stream_options": {"include_usage": True},
     }
 
 
@@ -147,7 +151,10 @@ async def drive(
         stats.last_sent = began
         stats.sent += 1
         try:
-            reply = await client.chat.completions.create(**kwargs)
+            model = ""
+            async with await client.chat.completions.create(**kwargs) as stream:
+                async for chunk in stream:
+                    model = chunk.model or model
         except openai.APIStatusError as exc:
             stats.errors[f"http_{exc.status_code}"] += 1
         except openai.APITimeoutError:
@@ -156,7 +163,7 @@ async def drive(
             stats.errors["connect"] += 1
         else:
             stats.ok += 1
-            stats.models[reply.model] += 1
+            stats.models[model] += 1
             stats.latencies_ms.append((time.perf_counter() - began) * 1000)
         finally:
             stats.done += 1
