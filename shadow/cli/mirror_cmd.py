@@ -31,7 +31,9 @@ __all__ = ["command"]
 @click.option("--pricing", type=click.Path(exists=True, dir_okay=False), help="Pricing file.")
 @click.option("--run-id", help="Name this run (default: mirror-<time>).")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=9464, show_default=True,
-              help="Prometheus metrics on 127.0.0.1:PORT/metrics (0 = off).")  # fmt: skip
+              help="Prometheus metrics on HOST:PORT/metrics (0 = off).")  # fmt: skip
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Metrics address (0.0.0.0: a scraper in another container).")  # fmt: skip
 @click.option("--grace", "grace_s", type=float, default=30.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 def command(**opts: Any) -> None:
@@ -108,12 +110,12 @@ async def _main(opts: dict[str, Any]) -> int:
     )
     console = Console(stderr=True)
     if opts["metrics_port"]:
-        start_http_server(opts["metrics_port"], addr="127.0.0.1",
+        start_http_server(opts["metrics_port"], addr=opts["metrics_host"],
                           registry=metrics_registry(mirror.stats))  # fmt: skip
     console.print(
         f"mirroring {opts['source']} -> {arm.url} into {opts['out']} (run {run_id}); "
         + (
-            f"metrics on http://127.0.0.1:{opts['metrics_port']}/metrics; "
+            f"metrics on http://{opts['metrics_host']}:{opts['metrics_port']}/metrics; "
             if opts["metrics_port"]
             else ""
         )
