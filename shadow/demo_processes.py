@@ -160,16 +160,8 @@ class Child:
     async def stop(self, grace_s: float = _STOP_TIMEOUT_S) -> None:
         """SIGTERM, wait up to ``grace_s``, then SIGKILL it and its descendants; safe twice."""
         self.stopping = True
-        proc = self.proc
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(grace_s):
-                    await proc.wait()
-            except TimeoutError:
-                self.kill()
-                await proc.wait()
+        if self.proc is not None:
+            await _terminate(self.proc, grace_s, kill=self.kill)
         _kill_survivors(self.descendants)
         if self._drain is not None:
             with contextlib.suppress(Exception):
@@ -261,7 +253,13 @@ class Children:
         return await proc.wait(), stdout.decode("utf-8", "replace")
 
 
-async def _terminate(proc: asyncio.subprocess.Process, grace_s: float = _STOP_TIMEOUT_S) -> None:
+async def _terminate(
+    proc: asyncio.subprocess.Process,
+    grace_s: float = _STOP_TIMEOUT_S,
+    *,
+    kill: Callable[[], None] | None = None,
+) -> None:
+    """SIGTERM ``proc``, wait up to ``grace_s``, then ``kill()`` (default: SIGKILL it)."""
     if proc.returncode is not None:
         return
     with contextlib.suppress(ProcessLookupError):
@@ -270,8 +268,11 @@ async def _terminate(proc: asyncio.subprocess.Process, grace_s: float = _STOP_TI
         async with asyncio.timeout(grace_s):
             await proc.wait()
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+        if kill is not None:
+            kill()
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
         await proc.wait()
 
 
