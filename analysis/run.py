@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import duckdb
 import polars as pl
@@ -24,6 +24,9 @@ import polars as pl
 from shadow.errors import AnalysisError, UsageError
 from shadow.pricing import PricingTable
 from shadow.results import ARMS, results_relation
+
+if TYPE_CHECKING:
+    from analysis.divergence import Embedder
 
 __all__ = [
     "FIGURES_SQL",
@@ -193,12 +196,15 @@ class Run:
         )
         return self.sql(query, [against, arm])
 
-    def divergent(self, k: int = 10, *, arm: str = "candidate") -> pl.DataFrame:
+    def divergent(
+        self, k: int = 10, *, arm: str = "candidate", embedder: Embedder | None = None
+    ) -> pl.DataFrame:
         """The ``k`` traces whose output on ``arm`` diverges most from the baseline's, with
-        both texts (lexical measure; see :mod:`analysis.divergence`)."""
-        from analysis.analyze import divergent
+        both texts: lexical, or semantic with ``embedder`` (e.g.
+        ``analysis.load_embedder("auto")``; see :mod:`analysis.divergence`)."""
+        from analysis.pairs import divergent
 
-        return divergent(self, k, arm=arm)
+        return divergent(self, k, arm=arm, embedder=embedder)
 
     def reprice(self, table: PricingTable) -> Run:
         """A new Run of this run whose ``cost_usd`` is recomputed from tokens with ``table``.
