@@ -107,6 +107,10 @@ def divergence(
         shape = structural(x, y)
         if shape is not None:
             out[i] = shape
+        elif not x.strip() or not y.strip():
+            # Two empty answers are the same; an empty one and a real one, unrelated (an
+            # embedder has no meaning for an empty text).
+            out[i] = 0.0 if not x.strip() and not y.strip() else 1.0
         elif embedder is not None:
             semantic.append(i)
         else:

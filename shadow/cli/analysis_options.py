@@ -33,8 +33,9 @@ def analysis_options(func: F) -> F:
         click.option("--min-samples", type=click.IntRange(1),
                      help="Smaller slices are reported as too small, not judged [default: 30]."),
         click.option("--embedder", metavar="SPEC",
-                     help="Divergence measure: auto (MiniLM if installed), lexical, minilm, or "
-                     "an OpenAI-compatible base URL[#model] [default: auto]."),
+                     help="Divergence measure: auto (MiniLM if installed), lexical, minilm, static "
+                     "(fast MiniLM word table), or an OpenAI-compatible base URL[#model] "
+                     "[default: auto]."),
     ]  # fmt: skip
     for option in reversed(options):
         func = option(func)

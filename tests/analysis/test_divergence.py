@@ -138,3 +138,18 @@ def test_tool_calls_are_compared_by_name_and_arguments() -> None:
     assert other_city is not None
     assert other_tool is not None
     assert 0.0 < other_city < other_tool <= 1.0
+
+
+def test_empty_outputs_are_the_same_and_empty_vs_text_is_unrelated_with_an_embedder() -> None:
+    """With an embedder, two empty answers diverge 0 and an empty vs a real answer 1, without
+    asking the embedder about an empty text."""
+
+    class Refuses:
+        name = "refuses-empty"
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            assert all(t.strip() for t in texts)
+            return np.tile([1.0, 0.0], (len(texts), 1))
+
+    values = divergence(["", " ", "answer"], ["", "answer", "answer"], Refuses())
+    assert values.tolist() == [0.0, 1.0, 0.0]
