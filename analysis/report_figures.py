@@ -403,15 +403,31 @@ def divergence_by_slice(groups: Sequence[Mapping[str, Any]], reference: str | No
         )
     candidate = _by_arm(groups).get("candidate", {})
     excess = [_num((candidate.get(s) or {}).get("excess_divergence")) for s in slices]
+    lows = [_num((candidate.get(s) or {}).get("excess_divergence_lo")) for s in slices]
+    highs = [_num((candidate.get(s) or {}).get("excess_divergence_hi")) for s in slices]
     if any(math.isfinite(e) for e in excess):
         shown = True
         fig.add_trace(
             go.Scatter(
                 x=slices,
                 y=excess,
-                name="candidate: excess over repeat",
+                name="candidate: excess over repeat (95% interval)",
                 mode="markers",
                 marker={"symbol": "diamond", "size": 12, "color": _EXCESS},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [
+                        h - e if math.isfinite(h) else math.nan
+                        for h, e in zip(highs, excess, strict=True)
+                    ],
+                    "arrayminus": [
+                        e - lo if math.isfinite(lo) else math.nan
+                        for lo, e in zip(lows, excess, strict=True)
+                    ],
+                    "color": _EXCESS,
+                    "thickness": 1.2,
+                },
                 hovertemplate="excess · %{x}<br>%{y:+.3f}<extra></extra>",
             )
         )
