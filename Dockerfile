@@ -19,7 +19,8 @@ COPY pyproject.toml README.md ./
 COPY shadow ./shadow
 COPY capture ./capture
 COPY analysis ./analysis
-RUN pip install . && rm -rf /src
+# The semantic extra: sentence-embedding divergence offline (onnxruntime, no torch).
+RUN pip install '.[semantic]' && rm -rf /src
 
 # A non-root user that owns the places the stack writes to: /results (replay and mirror
 # results) and /var/lib/shadow/spool (the sidecar's disk spool). A named volume mounted on

@@ -622,7 +622,8 @@ def _dockerfile() -> list[tuple[str, str]]:
 
 
 def test_dockerfile_builds_a_non_root_shadow_image() -> None:
-    """python slim base, `pip install .` without dev extras, a non-root user, ENTRYPOINT shadow."""
+    """python slim base, `pip install '.[semantic]'` without dev extras, a non-root user,
+    ENTRYPOINT shadow."""
     steps = _dockerfile()
     bases = [rest for instruction, rest in steps if instruction == "FROM"]
     assert len(bases) == 1
@@ -634,7 +635,7 @@ def test_dockerfile_builds_a_non_root_shadow_image() -> None:
     assert users
     assert users[-1] not in ("root", "0")
     runs = " ".join(rest for instruction, rest in steps if instruction == "RUN")
-    assert re.search(r"pip install \.(\s|&|$)", runs), runs
+    assert re.search(r"pip install '\.\[semantic\]'(\s|&|$)", runs), runs
     assert "[dev]" not in runs
     for instruction, rest in steps:
         if instruction == "COPY":
