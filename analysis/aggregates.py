@@ -296,10 +296,7 @@ def chunk_gaps(run: Run, keys: Sequence[str]) -> dict[tuple[str, ...], dict[str,
 
 
 def _histogram(value: Any) -> dict[str, int]:
-    """A DuckDB ``histogram`` MAP as a plain dict sorted by count (largest first)."""
+    """A DuckDB ``histogram`` MAP (a dict in Python) sorted by count, largest first."""
     if not value:
         return {}
-    items: Mapping[Any, Any] = value
-    if not isinstance(value, Mapping):
-        items = dict(zip(value["key"], value["value"], strict=True))
-    return dict(sorted(((str(k), int(v)) for k, v in items.items()), key=lambda kv: -kv[1]))
+    return dict(sorted(((str(k), int(v)) for k, v in value.items()), key=lambda kv: -kv[1]))

@@ -47,7 +47,7 @@ from analysis.aggregates import (
 from analysis.divergence import Embedder, kind
 from analysis.fidelity import fidelity
 from analysis.pairs import MAX_PAIRS, divergent, pair_divergence, reference_arm
-from analysis.run import Run, check_slice_names
+from analysis.run import SUMMARY_COLUMNS, Run, check_slice_names
 from analysis.stats import (
     benjamini_hochberg,
     bootstrap_delta,
@@ -72,14 +72,11 @@ __all__ = [
 
 
 DELTA_FIGURES = (
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "latency_p99_ms",
-    "ttft_p50_ms",
-    "ttft_p95_ms",
-    "ttft_p99_ms",
+    *(c for c in SUMMARY_COLUMNS if c.startswith(("latency_p", "ttft_p"))),
     "cost_per_success_usd",
 )
+"""The figures whose relative change gets an interval: every latency and TTFT quantile of the
+summary, and cost per success."""
 _TESTS: Final = ("latency_mann_whitney", "ok_fisher", "completion_tokens_ks")
 
 baseline_arm = reference_arm
@@ -145,7 +142,7 @@ def analyze(
             "pin_models": dict(settings.pin_models),
         },
         "groups": groups,
-        "fidelity": fidelity(run, n_boot=n_boot, seed=seed),
+        "fidelity": fidelity(run, arms, n_boot=n_boot, seed=seed),
     }
     report["flagged"] = [
         {"slice": g["slice"], "arm": g["arm"], "excess_divergence": g["excess_divergence"]}

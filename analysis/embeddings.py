@@ -416,6 +416,7 @@ class CachedEmbedder:
             raise ValueError(f"max_entries is {max_entries}; it must be >= 1")
         self.inner = inner
         self.name = inner.name
+        self.fast: bool = getattr(inner, "fast", False)
         self.max_entries = max_entries
         self.hits = 0
         self.misses = 0

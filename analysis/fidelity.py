@@ -15,6 +15,7 @@ status agreement (share of traces where both sides succeeded or both failed, by 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -29,8 +30,7 @@ _SAMPLE: Final = 20_000
 _ORDER_STATISTIC_MIN_N: Final = 2_000
 
 
-def _pairs_sql(run: Run) -> str:
-    arms = {r["arm"] for r in run.records("SELECT DISTINCT arm FROM run_results")}
+def _pairs_sql(arms: Collection[str]) -> str:
     if "baseline" not in arms:
         return ""
     if "production" in arms:
@@ -50,9 +50,12 @@ def _pairs_sql(run: Run) -> str:
     )
 
 
-def fidelity(run: Run, *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any] | None:
-    """The replay-fidelity figures of ``run``, or None when it has nothing to compare."""
-    pairs = _pairs_sql(run)
+def fidelity(
+    run: Run, arms: Collection[str], *, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any] | None:
+    """The replay-fidelity figures of ``run`` (whose arms are ``arms``), or None when it has
+    nothing to compare."""
+    pairs = _pairs_sql(arms)
     if not pairs:
         return None
     head = run.records(

@@ -29,7 +29,7 @@ from analysis.run import Run
 from shadow.config import AnalysisConfig, GateRule
 from shadow.errors import UsageError
 
-__all__ = ["Verdict", "evaluate"]
+__all__ = ["Verdict", "evaluate", "verdict_lines"]
 
 _ABSOLUTE = frozenset(
     {
@@ -103,6 +103,21 @@ def evaluate(
             base = by_key.get((tuple(sorted(group["slice"].items())), base_arm))
             verdicts.append(_judge(rule, group, base))
     return verdicts
+
+
+def verdict_lines(verdicts: Sequence[Verdict]) -> list[str]:
+    """What ``shadow gate`` prints: one line per check, then ``gate: passed|FAILED, ...``."""
+    lines = [f"{v.status.upper():<9} {v.message}" for v in verdicts]
+    failed = sum(v.status == "fail" for v in verdicts)
+    judged = sum(v.status in ("pass", "fail") for v in verdicts)
+    unjudged = len(verdicts) - judged
+    tail = f"; {unjudged} not judged (too small or no data)" if unjudged else ""
+    lines.append(
+        f"gate: FAILED, {failed} of {judged} judged checks{tail}"
+        if failed
+        else f"gate: passed, {judged} judged checks{tail}"
+    )
+    return lines
 
 
 def _check(rule: GateRule) -> None:

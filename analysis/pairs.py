@@ -52,9 +52,9 @@ def pair_divergence(
     slice's sampling fraction; without it every trace is compared.
     """
     keys = list(keys)
-    # A contextual model embeds ~25 pairs/s here; the static one (and the lexical measure)
-    # thousands, so they compare the larger sample.
-    fast = embedder is None or embedder.name.endswith("-static")
+    # A contextual model embeds ~25 pairs/s here; an embedder that says it is ``fast`` (the
+    # static one) and the lexical measure do thousands, so they compare the larger sample.
+    fast = embedder is None or getattr(embedder, "fast", False)
     limit = MAX_PAIRS if fast else MAX_SEMANTIC_PAIRS
     slice_cols = [f"coalesce(slices[${i + 1}], ${len(keys) + 1}) AS s{i}" for i in range(len(keys))]
     names = [f"s{i}" for i in range(len(keys))]

@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from shadow.errors import UsageError
-
 if TYPE_CHECKING:
     from analysis.divergence import Embedder
     from analysis.run import Run
@@ -35,19 +33,10 @@ _TEXT_WIDTH = 160
 
 def load_embedder(spec: str) -> Embedder | None:
     """The sentence embedder ``spec`` names (``auto``: MiniLM when installed); None: lexical."""
-    word = spec.strip().lower()
-    if word in ("lexical", "none"):
-        return None
-    try:
-        from analysis.embeddings import load_embedder as load
-    except ImportError:
-        if word == "auto":
-            return None
-        raise UsageError(
-            f"--embedder {spec!r} needs analysis.embeddings, which this install lacks; "
-            "use --embedder lexical"
-        ) from None
-    return load(spec)
+    from shadow.cli.analysis_options import load_embedder_spec
+
+    embedder: Embedder | None = load_embedder_spec(spec)
+    return embedder
 
 
 def open_results(path: Path) -> Run:
@@ -82,21 +71,13 @@ class Verdict:
 
 def judge(run: Run, rules: Path, embedder: Embedder | None) -> Verdict:
     """``shadow gate RUN --rules RULES``: one line per check, then the verdict."""
-    from analysis.gate import evaluate
+    from analysis.gate import evaluate, verdict_lines
     from shadow.config import load_config
 
     config = load_config(rules)
     verdicts = evaluate(run, config.gate, embedder=embedder, settings=config.analysis)
-    lines = [f"{v.status.upper():<9} {v.message}" for v in verdicts]
-    failed = sum(v.status == "fail" for v in verdicts)
-    judged = sum(v.status in ("pass", "fail") for v in verdicts)
-    unjudged = len(verdicts) - judged
-    tail = f"; {unjudged} not judged (too small or no data)" if unjudged else ""
-    lines.append(
-        f"gate: FAILED, {failed} of {judged} judged checks{tail}"
-        if failed
-        else f"gate: passed, {judged} judged checks{tail}"
-    )
+    lines = verdict_lines(verdicts)
+    failed = any(v.status == "fail" for v in verdicts)
     return Verdict(passed=not failed, lines=lines)
 
 
@@ -110,34 +91,10 @@ def write_html(
 
 
 def summary_table(result: Mapping[str, Any]) -> Table:
-    """The analyze figures that tell the routing story, one row per (slice, arm)."""
-    keys: list[str] = list(result["by"])
-    measure = str(result["divergence_kind"]).partition(":")[0]
-    table = Table(
-        title=f"run {result['run_id']} (vs {result['baseline_arm'] or 'no baseline'})",
-        title_justify="left",
-    )
-    left = {*keys, "arm", "models"}
-    for column in (*keys, "arm", "n", "ok", "p50 ms", "p99 ms", "$/ok", "Δp99 % (95% CI)",
-                   "Δ$/ok % (95% CI)", "models", f"div ({measure})", "excess"):  # fmt: skip
-        table.add_column(column, justify="left" if column in left else "right")
-    for group in result["groups"]:
-        delta = group.get("delta") or {}
-        table.add_row(
-            *(str(group["slice"][key]) for key in keys),
-            group["arm"],
-            f"{group['n']:,}",
-            _fmt(group.get("ok_rate"), "{:.1%}"),
-            _fmt(group.get("latency_p50_ms"), "{:,.0f}"),
-            _fmt(group.get("latency_p99_ms"), "{:,.0f}"),
-            _fmt(group.get("cost_per_success_usd"), "{:.6f}"),
-            _change(delta.get("latency_p99_ms")),
-            _change(delta.get("cost_per_success_usd")),
-            _models(group.get("models")),
-            _fmt(group.get("divergence_mean"), "{:.3f}", ""),
-            _fmt(group.get("excess_divergence"), "{:.3f}", ""),
-        )
-    return table
+    """The table ``shadow analyze`` prints for the result."""
+    from shadow.cli.summary_table import summary_table as table
+
+    return table(result)
 
 
 def table_text(table: Table, width: int = _TEXT_WIDTH) -> str:
@@ -150,23 +107,3 @@ def table_text(table: Table, width: int = _TEXT_WIDTH) -> str:
 def summary_json(result: Mapping[str, Any]) -> str:
     """The whole analyze result, as ``shadow analyze --format json`` prints it."""
     return json.dumps(result, indent=2) + "\n"
-
-
-def _fmt(value: Any, spec: str, missing: str = "-") -> str:
-    return missing if value is None else spec.format(value)
-
-
-def _change(delta: Mapping[str, float | None] | None) -> str:
-    if not delta or delta.get("change") is None:
-        return ""
-    lo, hi = delta.get("lo"), delta.get("hi")
-    interval = f" [{lo * 100:+.0f}, {hi * 100:+.0f}]" if lo is not None and hi is not None else ""
-    return f"{delta['change']:+.0%}{interval}"
-
-
-def _models(models: Mapping[str, int] | None) -> str:
-    """``small 154, large 42``: which model answered, without the ``shadow-`` prefix."""
-    if not models:
-        return ""
-    ranked = sorted(models.items(), key=lambda item: -item[1])
-    return ", ".join(f"{name.removeprefix('shadow-')} {n}" for name, n in ranked)

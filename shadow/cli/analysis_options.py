@@ -82,11 +82,7 @@ def analysis_settings(
 
 
 def load_embedder_spec(spec: str) -> Any:
-    """The Embedder for ``spec`` (None for the lexical measure)."""
-    try:
-        from analysis.embeddings import load_embedder
-    except ImportError:  # pragma: no cover - the module ships with the package
-        if spec in ("auto", "lexical", "none"):
-            return None
-        raise UsageError(f"--embedder {spec}: semantic embeddings are not available") from None
+    """The Embedder for ``spec`` (None for the lexical measure); see analysis.embeddings."""
+    from analysis.embeddings import load_embedder
+
     return load_embedder(spec)

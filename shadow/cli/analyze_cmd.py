@@ -65,7 +65,7 @@ def command(run_path: str, by: str, fmt: str, pricing: str | None, run_id: str |
     elif fmt == "csv":
         click.echo(_csv(result, keys), nl=False)
     else:
-        _table(result, keys)
+        _table(result)
 
 
 def _flat(group: dict[str, Any], keys: list[str]) -> dict[str, Any]:
@@ -99,82 +99,14 @@ def _csv(result: dict[str, Any], keys: list[str]) -> str:
     return out.getvalue()
 
 
-def _table(result: dict[str, Any], keys: list[str]) -> None:
+def _table(result: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"run {result['run_id']} (vs {result['baseline_arm'] or 'no baseline'})",
-                  title_justify="left")  # fmt: skip
-    goodput = result["thresholds"]["slo"] and any(result["thresholds"]["slo"].values())
-    measure = result["divergence_kind"].partition(":")[0]
-    columns = [*keys, "arm", "n", "ok", "p50 ms", "p99 ms", "ttft p95", "$/ok",
-               "Δp99 (95% CI)", "Δ$/ok (95% CI)", *(["goodput"] if goodput else []),
-               f"div ({measure})", "excess", "flag"]  # fmt: skip
-    for column in columns:
-        table.add_column(column, justify="left" if column in [*keys, "arm", "flag"] else "right")
-    for g in result["groups"]:
-        delta = g.get("delta") or {}
-        table.add_row(
-            *(str(g["slice"][k]) for k in keys),
-            g["arm"],
-            f"{g['n']:,}",
-            _pct(g["ok_rate"]),
-            _num(g["latency_p50_ms"]),
-            _num(g["latency_p99_ms"]),
-            _num(g["ttft_p95_ms"]),
-            _usd(g["cost_per_success_usd"]),
-            _delta(delta.get("latency_p99_ms")),
-            _delta(delta.get("cost_per_success_usd")),
-            *([_pct(g.get("goodput"))] if goodput else []),
-            _ratio(g.get("divergence_mean")),
-            _ratio(g.get("excess_divergence")),
-            _flag(g),
-        )
+    from shadow.cli.summary_table import summary_notes, summary_table
+
     console = Console()
     if not console.is_terminal:  # piped or captured: never squeeze the table into 80 columns
         console = Console(width=max(console.width, 200))
-    console.print(table)
-    fid = result.get("fidelity")
-    if fid is not None:
-        change = fid["latency_p50_change"]
-        console.print(
-            f"replay fidelity ({fid['n']:,} traces): replayed baseline p50 "
-            f"{_num(fid['baseline_latency_p50_ms'])} ms vs production "
-            f"{_num(fid['production_latency_p50_ms'])} ms ({_delta(change)}), statuses agree "
-            f"on {_pct(fid['status_agreement'])}"
-            + ("" if fid["faithful"] else " [red]not faithful[/]")
-        )
-    for alarm in result.get("alarms") or []:
-        console.print(f"[bold red]alarm:[/] {alarm}")
-
-
-def _flag(group: dict[str, Any]) -> str:
-    if "delta" not in group:
-        return ""
-    if group.get("too_small"):
-        return "too small"
-    return "DIVERGES" if group.get("divergence_flagged") else ""
-
-
-def _ratio(value: float | None) -> str:
-    return "" if value is None else f"{value:.3f}"
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.1f}"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
-def _usd(value: float | None) -> str:
-    return "-" if value is None else f"{value:.6f}"
-
-
-def _delta(delta: dict[str, float | None] | None) -> str:
-    if not delta or delta["change"] is None:
-        return ""
-    lo, hi = delta["lo"], delta["hi"]
-    interval = f" [{lo:+.1%}, {hi:+.1%}]" if lo is not None and hi is not None else ""
-    return f"{delta['change']:+.1%}{interval}"
+    console.print(summary_table(result))
+    for line in summary_notes(result):
+        console.print(line)

@@ -44,7 +44,7 @@ def command(run_path: str, rules: Path, run_id: str | None, fmt: str, **options:
     \b
       shadow gate run.duckdb --rules gates.toml || echo "regression: do not ship"
     """
-    from analysis.gate import evaluate
+    from analysis.gate import evaluate, verdict_lines
     from analysis.run import open_run
 
     config = load_config(rules)
@@ -63,15 +63,6 @@ def command(run_path: str, rules: Path, run_id: str | None, fmt: str, **options:
     if fmt == "json":
         click.echo(json.dumps({"passed": not failed, "verdicts": [v.as_dict() for v in verdicts]}))
     else:
-        for verdict in verdicts:
-            click.echo(f"{verdict.status.upper():<9} {verdict.message}")
-        judged = sum(v.status in ("pass", "fail") for v in verdicts)
-        unjudged = len(verdicts) - judged
-        tail = f"; {unjudged} not judged (too small or no data)" if unjudged else ""
-        click.echo(
-            f"gate: FAILED, {len(failed)} of {judged} judged checks" + tail
-            if failed
-            else f"gate: passed, {judged} judged checks" + tail
-        )
+        click.echo("\n".join(verdict_lines(verdicts)))
     if failed:
         sys.exit(1)
