@@ -1,7 +1,7 @@
 """One replay run, read back from a results store: summaries by arm and slice, pairs, repricing.
 
 :func:`open_run` puts the ``results``, ``traces`` and ``runs`` views of
-:func:`shadow.results.results_relation` on an in-memory DuckDB connection (either layout: a
+:func:`shadow.results.store.results_relation` on an in-memory DuckDB connection (either layout: a
 DuckDB file or a Parquet directory) and adds ``run_results``: every attempt of the chosen run.
 
 Figures follow DESIGN.md, "Metric definitions": ``n`` counts attempts; percentiles are
@@ -22,8 +22,8 @@ import duckdb
 import polars as pl
 
 from shadow.errors import AnalysisError, UsageError
-from shadow.pricing import PricingTable
-from shadow.results import ARMS, results_relation
+from shadow.replay.pricing import PricingTable
+from shadow.results.store import ARMS, results_relation
 
 if TYPE_CHECKING:
     from analysis.divergence import Embedder

@@ -74,7 +74,7 @@ def _result(stdout: str) -> dict[str, float]:
 def _generate(path: Path, rows: int) -> None:
     import duckdb
 
-    from shadow.results import ResultsStore
+    from shadow.results.store import ResultsStore
 
     ResultsStore.open(path).close()
     started = time.perf_counter()

@@ -3,7 +3,7 @@
 Target (issue 5, this 2-core machine): semantic divergence >= 500 pairs/s.
 
 Workload: one trace = a baseline answer, a baseline_repeat (same model, another call) and a
-candidate answer (another model: some sentences replaced), made by ``shadow.mockllm.generate``
+candidate answer (another model: some sentences replaced), made by ``shadow.sim.generate``
 at temperature 1 (a few words swapped per call), 20-200 words, log-uniform. Each pair is two
 texts. Figures, per configuration:
 
@@ -51,7 +51,7 @@ TORCH_CONFIGS = [(2, 8, 256), (1, 8, 256), (1, 32, 256), (2, 32, 256)]
 
 def workload(traces: int, temperature: float, seed: int = 5) -> dict[str, list[str]]:
     """Baseline, baseline_repeat and candidate answers of ``traces`` prompts."""
-    from shadow.mockllm.generate import answer, prompt_digest
+    from shadow.sim.generate import answer, prompt_digest
 
     rng = random.Random(seed)
     arms: dict[str, list[str]] = {"baseline": [], "baseline_repeat": [], "candidate": []}

@@ -35,8 +35,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from capture_overhead import CHAT_RESPONSE, ensure, free_port, pin  # noqa: E402
 
-from shadow.trace import HttpRequest, TraceRecord  # noqa: E402
-from shadow.tracefile import write_jsonl  # noqa: E402
+from shadow.trace.jsonl import write_jsonl  # noqa: E402
+from shadow.trace.record import HttpRequest, TraceRecord  # noqa: E402
 
 RESULTS = HERE / "results"
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from capture.redact import Redactor
 from capture.slices import SliceExtractor
-from shadow.sse import StreamSummary, is_event_stream, reassemble
-from shadow.trace import HttpRequest, HttpResponse, Timing, TraceRecord, body_fields
-from shadow.usage import extract_usage
+from shadow.trace.record import HttpRequest, HttpResponse, Timing, TraceRecord, body_fields
+from shadow.wire.sse import StreamSummary, is_event_stream, reassemble
+from shadow.wire.usage import extract_usage
 
 __all__ = ["Exchange", "RecordBuilder", "TraceIds"]
 

@@ -28,7 +28,7 @@ from capture.exchange import Exchange, RecordBuilder
 from capture.metrics import CaptureMetrics
 from capture.sinks import SinkError, TraceSink
 from capture.spool import Segment, Spool
-from shadow.trace import encode
+from shadow.trace.record import encode
 
 __all__ = ["DrainReport", "Tee"]
 

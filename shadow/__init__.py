@@ -18,7 +18,15 @@ from shadow.errors import (
     TraceError,
     UsageError,
 )
-from shadow.trace import HttpRequest, HttpResponse, Timing, TraceRecord, Usage, decode, encode
+from shadow.trace.record import (
+    HttpRequest,
+    HttpResponse,
+    Timing,
+    TraceRecord,
+    Usage,
+    decode,
+    encode,
+)
 
 __all__ = [
     "AnalysisError",

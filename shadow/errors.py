@@ -10,7 +10,7 @@
     ├── CaptureError            the capture sidecar (later: sinks, spool)
     ├── ReplayError             the replayer and live mirror
     ├── AnalysisError           the analyzer and results store
-    └── DemoError               a step of `shadow demo` (in shadow.demo_processes; names the log)
+    └── DemoError               a step of `shadow demo` (in shadow.demo.processes; names the log)
 
 Third-party exceptions (aiokafka, httpx, duckdb, msgspec) are translated into these at the
 boundary, with context attached: topic, offset, trace_id, URL, file and line.

@@ -11,12 +11,12 @@ from pathlib import Path
 import openai
 import pytest
 
-from shadow.broker import EmbeddedBroker
-from shadow.mockllm import MockLLMServer
+from shadow.kafka.broker import EmbeddedBroker
+from shadow.sim import MockLLMServer
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-AZURE_CSV = SHARED_DATA / "azure_llm_code_2023.csv"
+TEST_DATA = REPO / "tests" / "data"
+AZURE_CSV = TEST_DATA / "azure_llm_code_2023.csv"
 
 
 @pytest.fixture(scope="session")
@@ -42,11 +42,7 @@ def mock_routed() -> Iterator[MockLLMServer]:
 
 @pytest.fixture(scope="session")
 def azure_csv() -> Path:
-    """The public Azure LLM code trace that ships in ../shared/data."""
-    if not AZURE_CSV.exists():
-        pytest.fail(
-            f"{AZURE_CSV} is missing: the tests need the shared data folder beside the repo"
-        )
+    """The public Azure LLM code trace (CC-BY 4.0) that ships in tests/data."""
     return AZURE_CSV
 
 

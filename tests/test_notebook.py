@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shadow.results import ResultRow, ResultsStore
+from shadow.results.store import ResultRow, ResultsStore
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "divergence.ipynb"
 INTENTS = ("complete", "refactor")

@@ -51,7 +51,7 @@ def command(run_path: str, by: str, fmt: str, pricing: str | None, run_id: str |
     """
     from analysis.analyze import analyze
     from analysis.run import open_run
-    from shadow.pricing import load_pricing
+    from shadow.replay.pricing import load_pricing
 
     keys = [name.strip() for name in by.split(",") if name.strip()]
     settings = analysis_settings(**options)

@@ -8,7 +8,7 @@ from types import FrameType
 
 import click
 
-from shadow.broker import EmbeddedBroker
+from shadow.kafka.broker import EmbeddedBroker
 
 __all__ = ["command"]
 

@@ -107,7 +107,7 @@ def command(
       shadow demo --out /tmp/demo --requests 100 --speed 1 --embedder lexical
       shadow demo --keep-running                   # then: shadow replay kafka://... yourself
     """
-    from shadow.demo import DemoOptions, busy_workers, run
+    from shadow.demo.flow import DemoOptions, busy_workers, run
 
     options = DemoOptions(
         out=out,

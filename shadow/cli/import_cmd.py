@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from shadow.azure import (
+from shadow.errors import UsageError
+from shadow.trace.azure import (
     DEFAULT_MODEL,
     LONG_MIN_TOKENS,
     MEDIUM_MIN_TOKENS,
@@ -16,8 +17,7 @@ from shadow.azure import (
     select_rows,
     service_name,
 )
-from shadow.errors import UsageError
-from shadow.tracefile import write_jsonl
+from shadow.trace.jsonl import write_jsonl
 
 __all__ = ["command"]
 

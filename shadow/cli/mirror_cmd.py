@@ -57,16 +57,16 @@ async def _main(opts: dict[str, Any]) -> int:
     from prometheus_client import start_http_server
     from rich.console import Console
 
-    from shadow.breaker import CircuitBreaker
-    from shadow.deadletter import DeadLetterFile
-    from shadow.mirror import Mirror, metrics_registry
-    from shadow.pricing import pricing_for
-    from shadow.progress import summary_table
-    from shadow.results import open_results
-    from shadow.results_writer import AsyncResultsWriter
-    from shadow.sources import open_source
-    from shadow.targets import HttpTarget
-    from shadow.validators import Validators
+    from shadow.replay.breaker import CircuitBreaker
+    from shadow.replay.display import summary_table
+    from shadow.replay.mirror import Mirror, metrics_registry
+    from shadow.replay.pricing import pricing_for
+    from shadow.replay.sources import open_source
+    from shadow.replay.targets import HttpTarget
+    from shadow.replay.validators import Validators
+    from shadow.results.store import open_results
+    from shadow.results.writer import AsyncResultsWriter
+    from shadow.trace.deadletter import DeadLetterFile
 
     if not opts["source"].startswith("kafka://"):
         raise UsageError(

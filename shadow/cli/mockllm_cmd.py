@@ -97,8 +97,8 @@ def command(
       shadow mock-llm --port 8002 --profile routed             # the candidate: routing rule
       shadow mock-llm --port 0 --time-scale 0 --error-rate 0.05
     """
-    from shadow.mockllm.app import FaultConfig
-    from shadow.mockllm.server import MockLLMServer
+    from shadow.sim.app import FaultConfig
+    from shadow.sim.server import MockLLMServer
 
     try:
         faults = FaultConfig(

@@ -146,17 +146,17 @@ def _arms(config: Config, opts: dict[str, Any]) -> dict[str, ArmConfig]:
 async def _main(opts: dict[str, Any]) -> int:
     from rich.console import Console
 
-    from shadow.breaker import CircuitBreaker
-    from shadow.deadletter import DeadLetterFile
-    from shadow.pacing import recorded_schedule, start_at_epoch, synthetic_schedule
-    from shadow.pricing import pricing_for
-    from shadow.progress import live_progress, summary_table
-    from shadow.replay import Replayer
-    from shadow.results import open_results
-    from shadow.results_writer import AsyncResultsWriter
-    from shadow.sources import load_sorted, open_source
-    from shadow.targets import HttpTarget, Target
-    from shadow.validators import Validators
+    from shadow.replay.breaker import CircuitBreaker
+    from shadow.replay.display import live_progress, summary_table
+    from shadow.replay.pacing import recorded_schedule, start_at_epoch, synthetic_schedule
+    from shadow.replay.pricing import pricing_for
+    from shadow.replay.replayer import Replayer
+    from shadow.replay.sources import load_sorted, open_source
+    from shadow.replay.targets import HttpTarget, Target
+    from shadow.replay.validators import Validators
+    from shadow.results.store import open_results
+    from shadow.results.writer import AsyncResultsWriter
+    from shadow.trace.deadletter import DeadLetterFile
 
     config = load_config(opts["config_path"])
     replay = override(
@@ -369,7 +369,7 @@ def _new_run_id() -> str:
 
 
 def _print_dry_run(items: Any, offsets: Any, arms: list[str], allowed: tuple[str, ...]) -> None:
-    from shadow.targets import redacted_headers
+    from shadow.replay.targets import redacted_headers
 
     click.echo(f"{'due (s)':>10}  {'trace_id':<32} {'path':<24} {'slices'}")
     skipped = 0

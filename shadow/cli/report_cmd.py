@@ -74,7 +74,7 @@ def command(
     """
     from analysis.report import write_report
     from analysis.run import open_run
-    from shadow.pricing import load_pricing
+    from shadow.replay.pricing import load_pricing
 
     keys = [name.strip() for name in by.split(",") if name.strip()]
     if options["config_path"] is None and rules is not None:

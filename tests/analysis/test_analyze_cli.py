@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shadow.results import ResultRow, ResultsStore
+from shadow.results.store import ResultRow, ResultsStore
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from analysis.analyze import analyze
 from analysis.run import Run, open_run
 from analysis.stats import cost_per_success_ratio_delta, quantile_ratio_ci
 from shadow.config import AnalysisConfig
-from shadow.results import ResultRow, ResultsStore, TraceRow
+from shadow.results.store import ResultRow, ResultsStore, TraceRow
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron".split()
 

@@ -13,7 +13,7 @@ import pytest
 from analysis.analyze import analyze
 from analysis.divergence import divergence, kind, lexical, structural
 from analysis.run import open_run
-from shadow.results import ResultRow, ResultsStore
+from shadow.results.store import ResultRow, ResultsStore
 
 
 def test_lexical_is_one_minus_token_f1() -> None:
@@ -124,7 +124,7 @@ def test_divergent_lists_the_most_different_pairs_with_both_texts(tmp_path: Path
 
 def test_tool_calls_are_compared_by_name_and_arguments() -> None:
     """Same tool and arguments: 0; another argument value: > 0; another tool: more."""
-    from shadow.usage import output_text
+    from shadow.wire.usage import output_text
 
     def call(name: str, arguments: str) -> str | None:
         body = {"choices": [{"index": 0, "message": {"content": None, "tool_calls": [

@@ -25,7 +25,7 @@ from analysis.embeddings import (
 )
 from analysis.static_embeddings import StaticMiniLMEmbedder
 from shadow.errors import AnalysisError, UsageError
-from shadow.mockllm import MockLLMServer
+from shadow.sim import MockLLMServer
 
 PARAPHRASES = [
     (

@@ -24,7 +24,7 @@ from websockets.sync.client import connect as ws_connect
 
 from analysis.report_figures import cdf_points
 from analysis.run import open_run
-from shadow.results import ResultRow, ResultsStore
+from shadow.results.store import ResultRow, ResultsStore
 
 XSS = "<script>alert(1)</script>"
 WORDS = (

@@ -14,8 +14,8 @@ import pytest
 from analysis.run import NO_SLICE, Run, open_run
 from shadow.config import ModelPrice
 from shadow.errors import UsageError
-from shadow.pricing import PricingTable
-from shadow.results import ParquetResultsWriter, ResultRow, ResultsStore
+from shadow.replay.pricing import PricingTable
+from shadow.results.store import ParquetResultsWriter, ResultRow, ResultsStore
 
 RUN = "run-new"
 OLD = "run-old"

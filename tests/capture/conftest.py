@@ -13,10 +13,10 @@ import pytest
 from capture.sidecar import Sidecar
 from capture.sinks import FileSink, TraceSink
 from shadow.config import CaptureConfig, RedactionConfig
-from shadow.mockllm import FaultConfig, MockLLM
 from shadow.serving import BackgroundServer
-from shadow.trace import TraceRecord
-from shadow.tracefile import read_jsonl
+from shadow.sim import FaultConfig, MockLLM
+from shadow.trace.jsonl import read_jsonl
+from shadow.trace.record import TraceRecord
 
 
 @dataclass

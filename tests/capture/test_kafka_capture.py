@@ -14,11 +14,11 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from capture.sinks import KafkaSink
-from shadow.broker import EmbeddedBroker
 from shadow.config import KafkaConfig
+from shadow.kafka.broker import EmbeddedBroker
 from shadow.serving import BackgroundServer
-from shadow.trace import TraceRecord, decode
-from shadow.tracefile import read_jsonl
+from shadow.trace.jsonl import read_jsonl
+from shadow.trace.record import TraceRecord, decode
 from tests.capture.conftest import Recorder, RunningSidecar
 
 MakeUpstream = Callable[..., tuple[BackgroundServer, Recorder]]

@@ -18,7 +18,7 @@ import pytest
 from capture.redact import SECRET_HEADERS, SECRET_QUERY_PARAMS, Redactor
 from shadow.config import RedactionConfig
 from shadow.errors import ConfigError
-from shadow.tokens import VOCABULARY
+from shadow.wire.tokens import VOCABULARY
 
 R = "[REDACTED]"
 ALNUM = string.ascii_letters + string.digits

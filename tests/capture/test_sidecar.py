@@ -13,8 +13,8 @@ import openai
 import pytest
 
 from shadow.config import RedactionConfig, SamplingConfig
-from shadow.mockllm import FaultConfig
 from shadow.serving import BackgroundServer
+from shadow.sim import FaultConfig
 from tests.capture.conftest import Recorder, RunningSidecar
 
 MakeUpstream = Callable[..., tuple[BackgroundServer, Recorder]]
@@ -395,7 +395,7 @@ def test_a_down_sink_never_fails_live_requests_and_the_spool_drains_in_order(
     assert health["delivery"] == "spooling"
     sink.up = True
     sidecar.stop()  # shutdown drains the spool within the grace period
-    from shadow.trace import decode
+    from shadow.trace.record import decode
 
     values = [decode(v) for batch in sink.batches for v in batch]
     assert [int(r.request.headers["x-seq"]) for r in values] == list(range(30))

@@ -17,9 +17,9 @@ from starlette.routing import Route
 from capture.middleware import CaptureMiddleware
 from capture.sinks import FileSink
 from shadow.config import CaptureConfig
-from shadow.mockllm import MockLLM
 from shadow.serving import BackgroundServer
-from shadow.tracefile import read_jsonl
+from shadow.sim import MockLLM
+from shadow.trace.jsonl import read_jsonl
 from tests.capture.conftest import Recorder, RunningSidecar
 
 MakeSidecar = Callable[..., RunningSidecar]

@@ -18,10 +18,10 @@ import openai
 
 from capture.sidecar import Sidecar
 from capture.sinks import KafkaSink
-from shadow.broker import EmbeddedBroker
 from shadow.config import CaptureConfig, KafkaConfig
-from shadow.mockllm import MockLLMServer
+from shadow.kafka.broker import EmbeddedBroker
 from shadow.serving import BackgroundServer
+from shadow.sim import MockLLMServer
 
 Sdk = Callable[[str], openai.OpenAI]
 

@@ -1,0 +1,23 @@
+"""What the LLM wire formats say: streams, usage, answer text, the token rule.
+
+Capture, replay and mirror read responses only through this package, so a format is taught
+to shadow in one place: :mod:`~shadow.wire.sse` reassembles a server-sent-event stream,
+:mod:`~shadow.wire.usage` finds token usage and the answer's text, :mod:`~shadow.wire.tokens`
+is the rule that estimates tokens when a response reports none.
+"""
+
+from __future__ import annotations
+
+from shadow.wire.sse import StreamSummary, is_event_stream, reassemble
+from shadow.wire.tokens import count_tokens, prompt_text
+from shadow.wire.usage import extract_usage, output_text
+
+__all__ = [
+    "StreamSummary",
+    "count_tokens",
+    "extract_usage",
+    "is_event_stream",
+    "output_text",
+    "prompt_text",
+    "reassemble",
+]

@@ -1,0 +1,450 @@
+"""Tests for the TraceRecord v1 contract, JSONL trace files and the dead-letter file."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shadow.errors import TraceError, UsageError
+from shadow.trace.deadletter import DeadLetterFile
+from shadow.trace.jsonl import read_jsonl, write_jsonl
+from shadow.trace.record import (
+    SCHEMA_VERSION,
+    HttpRequest,
+    HttpResponse,
+    Timing,
+    TraceRecord,
+    Usage,
+    body_fields,
+    decode,
+    encode,
+)
+
+
+def _record(trace_id: str = "t-1", **overrides: Any) -> TraceRecord:
+    fields: dict[str, Any] = {
+        "trace_id": trace_id,
+        "captured_at": 1_700_000_000_000_000_000,
+        "service": "chat-api",
+        "request": HttpRequest(
+            method="POST",
+            path="/v1/chat/completions",
+            headers={"content-type": "application/json"},
+            body='{"model": "shadow-large", "messages": []}',
+        ),
+        "response": HttpResponse(status=200, body='{"choices": []}'),
+        "timing": Timing(latency_ms=812.5),
+        "usage": Usage(model="shadow-large", prompt_tokens=12, completion_tokens=40),
+        "slices": {"tenant": "acme"},
+    }
+    fields.update(overrides)
+    return TraceRecord(**fields)
+
+
+def _valid_json() -> dict[str, Any]:
+    """A valid record as plain JSON data, for tests that break one field of it."""
+    data: dict[str, Any] = json.loads(encode(_record()))
+    return data
+
+
+# --- property tests ----------------------------------------------------------------------------
+
+_FLOATS = st.floats(min_value=0.0, max_value=1e9, allow_nan=False, allow_infinity=False)
+_TOKENS = st.none() | st.integers(min_value=0, max_value=2**31)
+_TEXT = st.text(max_size=30)
+_HEADERS = st.dictionaries(_TEXT, _TEXT, max_size=4)
+_BYTES = st.binary(max_size=200) | st.text(max_size=60).map(str.encode)
+
+
+def _body() -> st.SearchStrategy[dict[str, Any]]:
+    """No body, a text body of arbitrary unicode, or a binary body, possibly capped."""
+    return st.one_of(
+        st.just({}),
+        st.text(max_size=200).map(lambda text: {"body": text}),
+        st.builds(body_fields, _BYTES),
+        st.builds(body_fields, _BYTES, st.integers(min_value=0, max_value=100)),
+    )
+
+
+@st.composite
+def _requests(draw: st.DrawFn) -> HttpRequest:
+    return HttpRequest(
+        method=draw(st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE"])),
+        path="/" + draw(_TEXT),
+        query=draw(_TEXT),
+        headers=draw(_HEADERS),
+        **draw(_body()),
+    )
+
+
+@st.composite
+def _responses(draw: st.DrawFn) -> HttpResponse:
+    stream = draw(st.booleans())
+    offsets = st.lists(_FLOATS, max_size=8) if stream else st.none()
+    return HttpResponse(
+        status=draw(st.integers(min_value=100, max_value=599)),
+        headers=draw(_HEADERS),
+        stream=stream,
+        chunk_offsets_ms=draw(offsets),
+        **draw(_body()),
+    )
+
+
+_RECORDS = st.builds(
+    TraceRecord,
+    trace_id=st.text(min_size=1, max_size=40),
+    captured_at=st.integers(min_value=1, max_value=2**63 - 1),
+    service=_TEXT,
+    sidecar=_TEXT,
+    request=_requests(),
+    response=st.none() | _responses(),
+    timing=st.builds(Timing, latency_ms=st.none() | _FLOATS, ttft_ms=st.none() | _FLOATS),
+    usage=st.none()
+    | st.builds(
+        Usage,
+        model=st.none() | _TEXT,
+        prompt_tokens=_TOKENS,
+        completion_tokens=_TOKENS,
+        cached_tokens=_TOKENS,
+        estimated=st.booleans(),
+    ),
+    slices=st.dictionaries(_TEXT, _TEXT, max_size=4),
+)
+
+
+@settings(max_examples=150)
+@given(record=_RECORDS)
+def test_any_record_round_trips_through_json(record: TraceRecord) -> None:
+    """Encoding then decoding any valid record gives an equal record."""
+    assert decode(encode(record)) == record
+    assert decode(encode(record).decode("utf-8")) == record
+
+
+@settings(max_examples=300)
+@given(data=_BYTES | st.binary(max_size=200))
+def test_any_bytes_round_trip_through_body_fields(data: bytes) -> None:
+    """Any byte string, valid UTF-8 or not, comes back exactly from body_bytes()."""
+    request = HttpRequest(method="POST", path="/x", **body_fields(data))
+    assert request.body_bytes() == data
+    assert request.body_truncated is False
+    assert decode(encode(_record(request=request))).request.body_bytes() == data
+
+
+@settings(max_examples=300)
+@given(data=_BYTES, cap=st.integers(min_value=0, max_value=120))
+def test_capped_body_keeps_the_prefix_and_flags_truncation(data: bytes, cap: int) -> None:
+    """With a cap, the stored body is the prefix, flagged exactly when something was cut."""
+    request = HttpRequest(method="POST", path="/x", **body_fields(data, cap))
+    stored = data[:cap]
+    assert request.body_bytes() == stored
+    assert request.body_truncated == (len(data) > cap)
+    try:
+        text = stored.decode("utf-8")
+    except UnicodeDecodeError:
+        assert request.body is None
+        assert request.body_b64 is not None
+    else:
+        assert request.body == text
+        assert request.body_b64 is None
+
+
+@st.composite
+def _damaged(draw: st.DrawFn) -> bytes:
+    """A valid encoded record with a random span replaced by random bytes."""
+    raw = encode(_record())
+    start = draw(st.integers(min_value=0, max_value=len(raw)))
+    end = draw(st.integers(min_value=start, max_value=min(len(raw), start + 8)))
+    return raw[:start] + draw(st.binary(max_size=8)) + raw[end:]
+
+
+@settings(max_examples=300)
+@given(raw=st.binary(max_size=100) | _damaged())
+def test_decode_raises_only_trace_error(raw: bytes) -> None:
+    """Whatever the bytes, decode returns a record or raises TraceError, never anything else."""
+    try:
+        outcome: TraceRecord | str = decode(raw)
+    except TraceError as exc:
+        outcome = str(exc)
+    assert isinstance(outcome, TraceRecord) or outcome.startswith("invalid TraceRecord: ")
+
+
+# --- examples: encoding and decoding -----------------------------------------------------------
+
+
+def test_encoded_default_record_carries_the_schema_version() -> None:
+    """A record built with defaults encodes "v":1, so consumers can tell the schema."""
+    record = TraceRecord(trace_id="t", captured_at=1, request=HttpRequest(method="GET", path="/"))
+    assert SCHEMA_VERSION == 1
+    assert b'"v":1' in encode(record)
+
+
+def test_non_utf8_body_is_stored_as_base64() -> None:
+    """Bytes that are not UTF-8 go to body_b64; text goes to body."""
+    assert body_fields(b"\xff\x00") == {"body": None, "body_b64": "/wA=", "body_truncated": False}
+    assert body_fields("héllo".encode()) == {
+        "body": "héllo",
+        "body_b64": None,
+        "body_truncated": False,
+    }
+
+
+def test_cap_splitting_a_utf8_sequence_falls_back_to_base64() -> None:
+    """A cut in the middle of a multi-byte character never stores invalid text."""
+    fields = body_fields("é".encode(), cap=1)
+    assert fields == {"body": None, "body_b64": "ww==", "body_truncated": True}
+
+
+def test_message_without_body_has_empty_body_bytes() -> None:
+    """A message with neither body nor body_b64 has an empty body."""
+    assert HttpResponse(status=204).body_bytes() == b""
+
+
+def test_unknown_fields_are_ignored_at_top_level_and_nested() -> None:
+    """Fields a newer producer adds, at any depth, are tolerated and ignored."""
+    data = _valid_json()
+    data["future"] = {"anything": [1, 2, 3]}
+    data["request"]["priority"] = "high"
+    data["response"]["trailers"] = {"x": "y"}
+    data["timing"]["queue_ms"] = 3.0
+    data["usage"]["reasoning_tokens"] = 7
+    assert decode(json.dumps(data)) == _record()
+
+
+def test_decode_accepts_text_and_bytes() -> None:
+    """decode takes the JSON as str or bytes."""
+    raw = encode(_record())
+    assert decode(raw) == decode(raw.decode("utf-8")) == _record()
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """Return a change that sets the dotted ``path`` of the record's JSON data to ``value``."""
+
+    def change(data: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        for key in parents:
+            data = data[key]
+        data[last] = value
+
+    return change
+
+
+def _drop(key: str) -> Callable[[dict[str, Any]], None]:
+    return lambda data: data.pop(key)
+
+
+def _replace_body_with_b64(value: str) -> Callable[[dict[str, Any]], None]:
+    def change(data: dict[str, Any]) -> None:
+        del data["request"]["body"]
+        data["request"]["body_b64"] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        pytest.param(
+            _set("captured_at", "yesterday"),
+            ["`$.captured_at`", "Expected `int`, got `str`"],
+            id="wrong-type",
+        ),
+        pytest.param(
+            _set("request.headers", {"x-n": 1}),
+            ["`$.request.headers", "Expected `str`, got `int`"],
+            id="wrong-nested-type",
+        ),
+        pytest.param(
+            _drop("trace_id"), ["`$`", "missing required field `trace_id`"], id="no-trace-id"
+        ),
+        pytest.param(_set("trace_id", ""), ["`$`", "trace_id is empty"], id="empty-trace-id"),
+        pytest.param(_set("v", 2), ["`$`", "v is 2", "v1"], id="version-2"),
+        pytest.param(
+            _set("timing.latency_ms", -5), ["`$.timing`", "latency_ms is -5", ">= 0"], id="neg"
+        ),
+        pytest.param(
+            _set("usage.prompt_tokens", -1), ["`$.usage`", "prompt_tokens is -1"], id="neg-tokens"
+        ),
+        pytest.param(
+            _set("response.status", 700), ["`$.response`", "status 700", "100-599"], id="status"
+        ),
+        pytest.param(
+            _set("request.body_b64", "YQ=="),
+            ["`$.request`", "body and body_b64 are both set"],
+            id="two-bodies",
+        ),
+        pytest.param(
+            _replace_body_with_b64("not base64!"),
+            ["`$.request`", "body_b64 is not valid base64"],
+            id="bad-base64",
+        ),
+        pytest.param(
+            _set("request.path", "v1/chat"),
+            ["`$.request`", "path 'v1/chat' must start with '/'"],
+            id="relative-path",
+        ),
+        pytest.param(
+            _set("request.method", "PO ST"), ["`$.request`", "is not an HTTP method"], id="method"
+        ),
+    ],
+)
+def test_invalid_record_names_the_field_path_and_problem(
+    change: Callable[[dict[str, Any]], None], expected: list[str]
+) -> None:
+    """A record that fails validation raises TraceError naming the JSON path and the problem."""
+    data = _valid_json()
+    change(data)
+    with pytest.raises(TraceError) as info:
+        decode(json.dumps(data))
+    for part in expected:
+        assert part in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "raw", [b"not json", b"", b"\xff\xfe{}", b'{"trace_id": "t"', b'{"trace_id": "\xff"}']
+)
+def test_input_that_is_not_json_raises_trace_error(raw: bytes) -> None:
+    """Bytes that are not JSON raise TraceError saying so."""
+    with pytest.raises(TraceError, match="not JSON"):
+        decode(raw)
+
+
+def test_json_that_is_not_an_object_raises_trace_error() -> None:
+    """A JSON array is not a record."""
+    with pytest.raises(TraceError, match="Expected `object`, got `array`"):
+        decode(b"[1, 2]")
+
+
+def test_trace_error_is_a_usage_error() -> None:
+    """A bad record is the input's fault: TraceError is a UsageError (exit 2)."""
+    with pytest.raises(UsageError) as info:
+        decode(b"{}")
+    assert info.value.exit_code == 2
+
+
+# --- JSONL files and the dead-letter file ------------------------------------------------------
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_write_then_read_jsonl_gives_the_same_records(tmp_path: Path) -> None:
+    """Records written to a JSONL file read back equal and in order."""
+    records = [_record(f"t-{i}") for i in range(5)]
+    path = tmp_path / "deep" / "traces.jsonl"
+    assert write_jsonl(path, records) == 5
+    assert list(read_jsonl(path)) == records
+    assert len(path.read_bytes().splitlines()) == 5
+
+
+def test_read_jsonl_skips_blank_lines_and_accepts_crlf(tmp_path: Path) -> None:
+    """Blank lines are skipped and Windows line endings are accepted."""
+    path = tmp_path / "traces.jsonl"
+    path.write_bytes(b"\r\n" + encode(_record("a")) + b"\r\n\n  \n" + encode(_record("b")))
+    assert [r.trace_id for r in read_jsonl(path)] == ["a", "b"]
+
+
+def test_bad_lines_go_to_the_dead_letter_file_and_good_ones_are_read(tmp_path: Path) -> None:
+    """Each bad line is dead-lettered with its reason, file:line and raw text; reading goes on."""
+    path = tmp_path / "traces.jsonl"
+    not_utf8 = b'{"trace_id": "\xff"}'
+    path.write_bytes(
+        b"\n".join(
+            [
+                encode(_record("good-1")),
+                b"this is not json",
+                b"",
+                json.dumps({**_valid_json(), "captured_at": "soon"}).encode(),
+                not_utf8,
+                encode(_record("good-2")),
+            ]
+        )
+        + b"\n"
+    )
+    with DeadLetterFile(tmp_path / "dead" / "dead.jsonl") as dead:
+        records = list(read_jsonl(path, dead_letter=dead))
+        assert dead.count == 3
+    assert [r.trace_id for r in records] == ["good-1", "good-2"]
+
+    entries = _lines(tmp_path / "dead" / "dead.jsonl")
+    assert [e["source"] for e in entries] == [f"{path}:2", f"{path}:4", f"{path}:5"]
+    assert entries[0]["raw"] == "this is not json"
+    assert "not JSON" in entries[0]["reason"]
+    assert "`$.captured_at`" in entries[1]["reason"]
+    assert json.loads(entries[1]["raw"])["captured_at"] == "soon"
+    assert "raw" not in entries[2]
+    assert base64.b64decode(entries[2]["raw_b64"]) == not_utf8
+    assert all(isinstance(e["at"], float) for e in entries)
+
+
+def test_clean_read_leaves_no_dead_letter_file(tmp_path: Path) -> None:
+    """The dead-letter file is created only when something is dead-lettered."""
+    path = tmp_path / "traces.jsonl"
+    write_jsonl(path, [_record()])
+    with DeadLetterFile(tmp_path / "dead.jsonl") as dead:
+        assert list(read_jsonl(path, dead_letter=dead)) == [_record()]
+    assert dead.count == 0
+    assert not (tmp_path / "dead.jsonl").exists()
+
+
+def test_bad_line_without_dead_letter_raises_naming_file_and_line(tmp_path: Path) -> None:
+    """Without a dead-letter file, the first bad line raises TraceError naming file:line."""
+    path = tmp_path / "traces.jsonl"
+    path.write_bytes(encode(_record()) + b"\n\n" + b'{"v": 1}\n')
+    records = read_jsonl(path)
+    assert next(records) == _record()
+    with pytest.raises(TraceError, match=re.escape(f"{path}:3: ")):
+        next(records)
+
+
+def test_reading_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
+    """A trace file that does not exist raises UsageError naming it."""
+    with pytest.raises(UsageError, match="cannot read trace file"):
+        list(read_jsonl(tmp_path / "missing.jsonl"))
+
+
+def test_dead_letter_file_appends_and_closes_twice(tmp_path: Path) -> None:
+    """DeadLetterFile appends to an existing file and close() is safe to call twice."""
+    path = tmp_path / "dead.jsonl"
+    for reason in ("first", "second"):
+        dead = DeadLetterFile(path)
+        dead.write(b"raw", reason=reason, source="topic/0@7")
+        dead.close()
+        dead.close()
+    assert [(e["reason"], e["source"], e["raw"]) for e in _lines(path)] == [
+        ("first", "topic/0@7", "raw"),
+        ("second", "topic/0@7", "raw"),
+    ]
+
+
+def _failing(records: list[TraceRecord]) -> Iterator[TraceRecord]:
+    yield from records
+    raise RuntimeError("source broke")
+
+
+def test_write_jsonl_is_all_or_nothing(tmp_path: Path) -> None:
+    """If the records fail mid-way, no target file and no temporary file is left behind."""
+    target = tmp_path / "traces.jsonl"
+    with pytest.raises(RuntimeError, match="source broke"):
+        write_jsonl(target, _failing([_record("a"), _record("b")]))
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
+    """A failed rewrite leaves the earlier complete file untouched."""
+    target = tmp_path / "traces.jsonl"
+    write_jsonl(target, [_record("old")])
+    before = target.read_bytes()
+    with pytest.raises(RuntimeError):
+        write_jsonl(target, _failing([_record("new")]))
+    assert target.read_bytes() == before
+    assert list(tmp_path.iterdir()) == [target]
