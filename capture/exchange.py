@@ -89,6 +89,14 @@ class Exchange:
         self.request_body = _Capped(self.cap)
         self.response_body = _Capped(self.cap)
 
+    def start_response(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """Note the response's status and headers; an event stream's chunks keep their timing."""
+        self.status = status
+        self.response_headers = headers
+        content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+        if is_event_stream(content_type.decode("latin-1")):
+            self.chunks = []
+
     def add_response_chunk(self, chunk: bytes) -> None:
         """Keep a response chunk (up to the cap), with its arrival offset if streaming."""
         before = len(self.response_body.buf)

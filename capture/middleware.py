@@ -98,14 +98,8 @@ class CaptureMiddleware:
 
         async def tee_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                ex.status = message["status"]
-                ex.response_headers = list(message.get("headers", []))
-                if any(
-                    k.lower() == b"content-type" and v.startswith(b"text/event-stream")
-                    for k, v in ex.response_headers
-                ):
-                    ex.chunks = []
-                self.metrics.count_status(ex.status)
+                ex.start_response(message["status"], list(message.get("headers", [])))
+                self.metrics.count_status(message["status"])
             elif message["type"] == "http.response.body":
                 ex.add_response_chunk(message.get("body", b""))
             await send(message)

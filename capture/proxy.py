@@ -6,8 +6,7 @@ traffic anywhere else. Bodies pass through byte for byte (the client does not de
 response chunks reach the client as they arrive.
 
 The forwarding client is aiohttp: on this 2-core machine httpx's default transport measured
-several times slower under concurrency (DESIGN.md, "Measured dependency notes";
-``bench/capture_overhead.py`` reruns the comparison).
+several times slower under concurrency (``bench/capture_overhead.py`` reruns the comparison).
 
 The only work on this path for the tee is appending bytes (up to a cap) and reading clocks into
 an :class:`~capture.exchange.Exchange`; building the record happens off the path.
@@ -249,10 +248,7 @@ class Forwarder:
                     if name.lower() not in _DROP_RESPONSE
                 ]
                 if ex is not None:
-                    ex.status = resp.status
-                    ex.response_headers = out_headers
-                    if resp.content_type == "text/event-stream":
-                        ex.chunks = []
+                    ex.start_response(resp.status, out_headers)
                 await send(
                     {"type": "http.response.start", "status": resp.status, "headers": out_headers}
                 )

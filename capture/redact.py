@@ -3,11 +3,13 @@
 A :class:`Redactor` is built once from :class:`~shadow.config.RedactionConfig` and then called
 per exchange, so everything it needs is compiled up front:
 
-- :meth:`Redactor.headers` lower-cases names and replaces the values of secret headers
-  (``authorization``, ``cookie``, ``x-api-key``, ... plus ``redaction.headers``); other values
-  are scrubbed like text.
-- :meth:`Redactor.query` replaces the values of secret parameters (``api_key``, ``token``,
-  ``sig``, ...) and scrubs the rest, percent-decoded values included.
+- :meth:`Redactor.headers` lower-cases names and replaces the values of credential headers
+  (``authorization``, ``cookie``, ``x-api-key``, ... from
+  :data:`~shadow.wire.credentials.CREDENTIAL_HEADERS`, plus ``redaction.headers``); other
+  values are scrubbed like text.
+- :meth:`Redactor.query` replaces the values of credential parameters (``api_key``,
+  ``token``, ``sig``, ... from :data:`~shadow.wire.credentials.CREDENTIAL_PARAMS`) and scrubs
+  the rest, percent-decoded values included.
 - :meth:`Redactor.body` replaces the values at ``redaction.json_paths`` in JSON bodies, then
   scrubs the bytes; it never raises, whatever the bytes are.
 - :meth:`Redactor.text` scrubs a ``str`` (reassembled streaming text, header values).
@@ -65,44 +67,10 @@ import msgspec
 
 from shadow.config import RedactionConfig
 from shadow.errors import ConfigError
+from shadow.wire.credentials import CREDENTIAL_HEADERS, CREDENTIAL_PARAMS
 
-__all__ = ["SECRET_HEADERS", "SECRET_QUERY_PARAMS", "Redactor"]
+__all__ = ["Redactor"]
 
-SECRET_HEADERS: frozenset[str] = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "set-cookie",
-        "x-api-key",
-        "api-key",
-        "x-goog-api-key",
-    }
-)
-"""Headers whose values are always replaced (``redaction.headers`` adds more)."""
-
-SECRET_QUERY_PARAMS: frozenset[str] = frozenset(
-    {
-        "api_key",
-        "apikey",
-        "key",
-        "token",
-        "access_token",
-        "refresh_token",
-        "id_token",
-        "auth",
-        "password",
-        "secret",
-        "client_secret",
-        "sig",
-        "signature",
-        "code",
-        "x-amz-signature",
-        "x-amz-security-token",
-        "x-goog-signature",
-    }
-)
-"""Query (and form) parameters whose values are always replaced; names match in any case."""
 
 _JSON_PATH = re.compile(r"\$(\.[A-Za-z0-9_-]+)+")
 _QUERY_SAFE = "[]!$'()*,;:@/?"  # left as is when re-quoting a query value; never & = # + %
@@ -251,7 +219,9 @@ class Redactor:
         self._replacement = config.replacement
         self._replacement_bytes = config.replacement.encode("utf-8")
         self._query_replacement = quote_from_bytes(self._replacement_bytes, safe=_QUERY_SAFE)
-        self._secret_headers = SECRET_HEADERS | {name.strip().lower() for name in config.headers}
+        self._secret_headers = CREDENTIAL_HEADERS | {
+            name.strip().lower() for name in config.headers
+        }
         self._paths = tuple(self._parse_path(path) for path in config.json_paths)
         self._patterns = tuple(self._compile(pattern) for pattern in config.patterns)
         finders: list[_Finder] = []
@@ -377,7 +347,7 @@ class Redactor:
         if "%" in name or "+" in name:
             raw = unquote_to_bytes(name.replace("+", " ").encode("utf-8", "surrogatepass"))
             name = raw.decode("utf-8", "replace")
-        return name.strip().lower() in SECRET_QUERY_PARAMS
+        return name.strip().lower() in CREDENTIAL_PARAMS
 
     def _redact_paths(self, data: bytes) -> bytes:
         try:

@@ -39,10 +39,11 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO
 
+from shadow.closing import Closing
 from shadow.errors import CaptureError
+from shadow.files import atomic_write, fsync_path
 
 __all__ = ["Segment", "Spool"]
 
@@ -117,7 +118,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-class Spool:
+class Spool(Closing):
     """Append-only on-disk record spool in segment files, drained oldest first.
 
     Args:
@@ -232,7 +233,7 @@ class Spool:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         self._active, self._fd = _Seg(sequence, path), fd
         if self.fsync:
-            self._sync_directory()
+            fsync_path(self.directory)
         return self._active, fd
 
     def _close_active(self) -> None:
@@ -314,16 +315,10 @@ class Spool:
             self._pending -= offset - seg.acked
             seg.acked = offset
             path = _offset_path(seg.path)
-            tmp = path.with_name(path.name + ".tmp")
+            tmp = path.with_name(path.name + ".tmp")  # a fixed name: _load clears it after a crash
             try:
-                with tmp.open("wb") as f:
+                with atomic_write(path, fsync=self.fsync, tmp=tmp) as f:
                     f.write(b"%d" % offset)
-                    if self.fsync:
-                        f.flush()
-                        os.fsync(f.fileno())
-                tmp.replace(path)
-                if self.fsync:
-                    self._sync_directory()
             except OSError:
                 self.write_errors += 1
 
@@ -383,29 +378,11 @@ class Spool:
             self._close_active()
             os.close(self._lock_fd)
 
-    def __enter__(self) -> Spool:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     # -- opening --------------------------------------------------------------------------------
 
     def _check_open(self) -> None:
         if self._is_closed:
             raise ValueError(f"spool {self.directory} is closed")
-
-    def _sync_directory(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def _lock_directory(self) -> int:
         self.directory.mkdir(parents=True, exist_ok=True)

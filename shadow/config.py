@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from shadow.errors import ConfigError
+from shadow.wire.credentials import CREDENTIAL_HEADERS
 
 __all__ = [
     "AnalysisConfig",
@@ -185,10 +186,9 @@ class ArmConfig:
                 "it must be an http:// or https:// URL",
             )
         _positive(self, "timeout_s")
-        secret = {"authorization", "x-api-key", "api-key", "cookie"}
         for name in self.headers:
             _require(
-                name.lower() not in secret,
+                name.lower() not in CREDENTIAL_HEADERS,
                 f"headers.{name}",
                 "<redacted>",
                 "put credentials in an environment variable and name it in api_key_env",
@@ -345,7 +345,7 @@ class AnalysisConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class GateRule:
-    """One ``[[gate]]`` rule of ``shadow gate`` (see DESIGN.md for the semantics)."""
+    """One ``[[gate]]`` rule of ``shadow gate`` (the README's analyzer section: how it judges)."""
 
     metric: str
     max_increase_pct: float | None = None

@@ -6,7 +6,6 @@ starts, so ``port=0`` works and the port accepts connections as soon as it is pr
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import signal
@@ -19,6 +18,7 @@ from typing import Any
 
 import uvicorn
 
+from shadow.closing import Running
 from shadow.errors import UsageError
 
 __all__ = ["BackgroundServer", "Server", "bind_socket", "make_config"]
@@ -41,7 +41,7 @@ def bind_socket(host: str, port: int, *, backlog: int = 4096) -> socket.socket:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise UsageError(
-                f"port {port} on {host} is already in use; pass another --port (0 picks a free one)"
+                f"port {port} on {host} is already in use; choose another port (0 picks a free one)"
             ) from None
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.listen(backlog)
@@ -87,7 +87,7 @@ def make_config(app: object, *, lifespan: str = "off", **options: Any) -> uvicor
     )
 
 
-class BackgroundServer:
+class BackgroundServer(Running):
     """Serve an ASGI app on a background thread with its own event loop.
 
     For tests, demos and benchmarks: ``with BackgroundServer(app) as server: server.url``.
@@ -173,21 +173,3 @@ class BackgroundServer:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-
-    def __enter__(self) -> BackgroundServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> BackgroundServer:
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)
-
-    async def aclose(self) -> None:
-        """Stop without blocking the event loop; safe to call twice."""
-        await asyncio.to_thread(self.stop)

@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self
 
+from shadow.closing import AsyncClosing
 from shadow.errors import AnalysisError
-from shadow.results.store import ResultRow, ResultsSink, TraceRow
+from shadow.results.rows import ResultRow, ResultsSink, TraceRow
 
 __all__ = ["AsyncResultsWriter"]
 
 
-class AsyncResultsWriter:
+class AsyncResultsWriter(AsyncClosing):
     """Buffer rows from async code and write them to a sink in batches, off the event loop.
 
     A batch goes to ``sink.write`` (through ``asyncio.to_thread``, one at a time, in order)
@@ -91,17 +90,6 @@ class AsyncResultsWriter:
             await self._task
         if not self._error_raised:
             self._raise_error()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def _check_usable(self) -> None:
         self._raise_error()

@@ -364,10 +364,10 @@ def test_a_failed_offset_write_is_counted_not_raised(
     spool.rotate()
     [segment] = spool.closed_segments()
 
-    def no_rename(self: Path, target: Path) -> Path:
+    def no_rename(src: object, dst: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(Path, "replace", no_rename)
+    monkeypatch.setattr(os, "replace", no_rename)
     spool.ack_partial(segment, 2)
     monkeypatch.undo()
     assert spool.write_errors == 1

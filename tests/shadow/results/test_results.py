@@ -1,29 +1,23 @@
-"""The results store: schema, round trips, idempotent writes, resume, Parquet, async writes."""
+"""The results store: rows, schema, round trips, idempotent writes, resume, both layouts."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 
+import shadow.results
 from shadow.errors import AnalysisError, UsageError
-from shadow.results.store import (
-    RESULTS_SCHEMA_VERSION,
-    ParquetResultsWriter,
-    ResultRow,
-    ResultsStore,
-    TraceRow,
-    open_results,
-    results_relation,
-)
-from shadow.results.writer import AsyncResultsWriter
+from shadow.results.parquet import ParquetResultsWriter
+from shadow.results.rows import ResultRow, TraceRow
+from shadow.results.schema import END_STATUSES, RESULTS_SCHEMA_VERSION
+from shadow.results.store import ResultsStore, open_results
+from shadow.results.views import results_relation
 from shadow.trace.record import HttpRequest, HttpResponse, Timing, TraceRecord, Usage
 
 RESULT_FIELDS = [f.name for f in dataclasses.fields(ResultRow)]
@@ -232,6 +226,46 @@ def test_finish_run_records_status_counts_and_the_latest_run(tmp_path: Path) -> 
     assert runs["run-1"]["status"] == "running"
 
 
+@pytest.mark.parametrize("status", END_STATUSES)
+@pytest.mark.parametrize("layout", ["run.duckdb", "out/"])
+def test_every_end_status_is_stored_by_both_layouts(
+    tmp_path: Path, layout: str, status: str
+) -> None:
+    """done, interrupted, failed and budget_exhausted all end a run in either layout."""
+    with open_results(f"{tmp_path}/{layout}") as sink:
+        sink.start_run("run-1", source="t.jsonl", config={}, arms=["baseline"])
+        sink.finish_run("run-1", status=status, counts={"sent": 1})
+    assert _read(tmp_path / layout, "SELECT status FROM runs") == [(status,)]
+    assert "budget_exhausted" in END_STATUSES
+
+
+def test_a_store_made_before_budget_exhausted_existed_accepts_it(tmp_path: Path) -> None:
+    """A version-1 file whose runs table allowed fewer statuses takes the new one, rows kept."""
+    path = tmp_path / "old.duckdb"
+    with ResultsStore.open(path) as store:
+        store.start_run("run-0", source="a", config={}, arms=["baseline"])
+        store.write([_row("t-1", run_id="run-0")])
+    with duckdb.connect(str(path)) as con:  # the runs table as shadow 1.x created it
+        con.execute("CREATE TABLE runs_old AS SELECT * FROM runs").complete()
+        con.execute("DROP TABLE runs").complete()
+        con.execute(
+            "CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, started_at TIMESTAMPTZ NOT NULL,"
+            " ended_at TIMESTAMPTZ, source VARCHAR, config JSON, arms VARCHAR[], counts JSON,"
+            " status VARCHAR NOT NULL CHECK (status IN ('running', 'done', 'interrupted',"
+            " 'failed')))"
+        ).complete()
+        con.execute("INSERT INTO runs SELECT * FROM runs_old").complete()
+        con.execute("DROP TABLE runs_old").complete()
+        with pytest.raises(duckdb.ConstraintException):
+            con.execute("UPDATE runs SET status = 'budget_exhausted'").complete()
+    with ResultsStore.open(path) as store:
+        store.start_run("run-1", source="b", config={}, arms=["baseline"])
+        store.finish_run("run-1", status="budget_exhausted", counts={"sent": 2})
+        statuses = {run["run_id"]: run["status"] for run in store.runs()}
+        assert store.done_keys("run-0") == {("t-1", "baseline")}
+    assert statuses == {"run-0": "running", "run-1": "budget_exhausted"}
+
+
 def test_reopening_keeps_rows_and_an_empty_placeholder_becomes_a_store(tmp_path: Path) -> None:
     """A results file opens again with its rows; a zero-byte file (mktemp) is taken as new."""
     path = tmp_path / "run.duckdb"
@@ -330,7 +364,7 @@ def test_trace_row_from_record_takes_what_production_saw() -> None:
 
 
 def test_a_result_row_with_an_unknown_arm_is_refused() -> None:
-    """Arms are the four of DESIGN.md; a typo fails where the row is made."""
+    """Arms are the four of docs/architecture.md, "Results"; a typo fails where the row is made."""
     with pytest.raises(ValueError, match="arm is 'canidate'"):
         _row(arm="canidate")
 
@@ -409,6 +443,16 @@ def test_a_resumed_parquet_run_keeps_its_start_and_ends_done(tmp_path: Path) -> 
     assert (merged["status"], merged["counts"]) == ("done", {"sent": 12})
 
 
+def test_a_parquet_run_reports_budget_exhausted_when_a_writer_ran_out(tmp_path: Path) -> None:
+    """One writer out of budget and one done: the merged run says budget_exhausted."""
+    out = tmp_path / "out"
+    for writer_id, status in (("a", "done"), ("b", "budget_exhausted")):
+        with ParquetResultsWriter(out, writer_id=writer_id) as writer:
+            writer.start_run("run-1", source="s", config={}, arms=["baseline"])
+            writer.finish_run("run-1", status=status, counts={"sent": 1})
+    assert _read(out, "SELECT status FROM runs") == [("budget_exhausted",)]
+
+
 def test_an_empty_parquet_directory_reads_as_empty_tables(tmp_path: Path) -> None:
     """A directory a writer opened but never wrote to gives empty, typed views."""
     ParquetResultsWriter(tmp_path / "out").close()
@@ -440,114 +484,23 @@ def test_open_results_picks_the_layout_from_the_path(tmp_path: Path) -> None:
     ]
 
 
-# --- AsyncResultsWriter ------------------------------------------------------------------------
+# --- public surface ----------------------------------------------------------------------------
 
 
-class _FakeStore:
-    """A sink that records batches and the thread each write ran on, and can fail or block."""
-
-    def __init__(self, *, fail: Exception | None = None, gate: threading.Event | None = None):
-        self.batches: list[list[ResultRow]] = []
-        self.threads: list[int] = []
-        self.fail = fail
-        self.gate = gate
-        self.loop = asyncio.get_running_loop()
-        self.entered = asyncio.Event()
-        self.wrote = asyncio.Event()
-
-    def write(self, results: Sequence[ResultRow], traces: Sequence[TraceRow] = ()) -> None:
-        self.threads.append(threading.get_ident())
-        self.loop.call_soon_threadsafe(self.entered.set)
-        if self.gate is not None:
-            self.gate.wait(timeout=10)
-        if self.fail is not None:
-            raise self.fail
-        self.batches.append(list(results))
-        self.loop.call_soon_threadsafe(self.wrote.set)
-
-
-async def test_flush_makes_added_rows_visible_in_the_store(tmp_path: Path) -> None:
-    """After flush() the rows added so far are in the DuckDB file, and counted."""
-    store = ResultsStore.open(tmp_path / "run.duckdb")
-    async with AsyncResultsWriter(store, batch_rows=1000, flush_interval_s=60) as writer:
-        await writer.add([_row("t-1"), _row("t-1", "candidate")], [_trace("t-1")])
-        await writer.add([_row("t-2")])
-        assert store.done_keys("run-1") == set()
-        await writer.flush()
-        assert store.done_keys("run-1") == {
-            ("t-1", "baseline"),
-            ("t-1", "candidate"),
-            ("t-2", "baseline"),
-        }
-        assert (writer.rows_written, writer.traces_written) == (3, 1)
-    store.close()
-
-
-async def test_aclose_writes_what_is_buffered() -> None:
-    """aclose() writes the rows still waiting, and can be called twice."""
-    store = _FakeStore()
-    writer = AsyncResultsWriter(store, batch_rows=100, flush_interval_s=60)
-    await writer.add([_row(f"t-{i}") for i in range(5)])
-    await writer.aclose()
-    await writer.aclose()
-    assert [len(batch) for batch in store.batches] == [5]
-    with pytest.raises(AnalysisError, match="closed"):
-        await writer.add([_row()])
-
-
-async def test_a_full_batch_is_written_without_a_flush() -> None:
-    """Reaching batch_rows starts a write in the background, in order."""
-    store = _FakeStore()
-    async with AsyncResultsWriter(store, batch_rows=10, flush_interval_s=60) as writer:
-        await writer.add([_row(f"t-{i}") for i in range(10)])
-        await asyncio.wait_for(store.wrote.wait(), timeout=5)
-        assert [row.trace_id for row in store.batches[0]] == [f"t-{i}" for i in range(10)]
-
-
-async def test_waiting_rows_are_written_after_the_interval() -> None:
-    """Rows short of a batch are written once flush_interval_s has passed."""
-    store = _FakeStore()
-    async with AsyncResultsWriter(store, batch_rows=1000, flush_interval_s=0.01) as writer:
-        await writer.add([_row()])
-        await asyncio.wait_for(store.wrote.wait(), timeout=5)
-    assert [len(batch) for batch in store.batches] == [1]
-
-
-async def test_a_failing_store_raises_on_the_next_flush_and_add() -> None:
-    """A background write error is raised by the next flush and every later add."""
-    store = _FakeStore(fail=AnalysisError("cannot write results to x.duckdb: disk full"))
-    writer = AsyncResultsWriter(store, batch_rows=1, flush_interval_s=60)
-    await writer.add([_row()])
-    with pytest.raises(AnalysisError, match="disk full"):
-        await writer.flush()
-    with pytest.raises(AnalysisError, match="disk full"):
-        await writer.add([_row("t-2")])
-    await writer.aclose()  # the error was reported already
-    assert writer.rows_written == 0
-
-
-async def test_an_unreported_failure_is_raised_by_aclose() -> None:
-    """A write that fails during aclose is raised there rather than lost."""
-    store = _FakeStore(fail=OSError("disk full"))
-    writer = AsyncResultsWriter(store, batch_rows=100, flush_interval_s=60)
-    await writer.add([_row()])
-    with pytest.raises(OSError, match="disk full"):
-        await writer.aclose()
-
-
-async def test_writes_run_on_another_thread_while_the_loop_keeps_going() -> None:
-    """A blocked store write leaves the event loop free; the write runs on a worker thread."""
-    gate = threading.Event()
-    store = _FakeStore(gate=gate)
-    async with AsyncResultsWriter(store, batch_rows=1000, flush_interval_s=60) as writer:
-        await writer.add([_row()])
-        flushing = asyncio.create_task(writer.flush())
-        await asyncio.wait_for(store.entered.wait(), timeout=5)
-        # The loop runs this coroutine while the store's write is still blocked on the gate.
-        assert not flushing.done()
-        await writer.add([_row("t-2")])
-        gate.set()
-        await asyncio.wait_for(flushing, timeout=5)
-    assert store.threads
-    assert threading.get_ident() not in store.threads
-    assert [row.trace_id for batch in store.batches for row in batch] == ["t-1", "t-2"]
+def test_the_package_exports_the_results_api() -> None:
+    """shadow.results exports exactly the chosen names, sorted."""
+    expected = [
+        "ARMS",
+        "END_STATUSES",
+        "RESULTS_SCHEMA_VERSION",
+        "AsyncResultsWriter",
+        "ParquetResultsWriter",
+        "ResultRow",
+        "ResultsSink",
+        "ResultsStore",
+        "TraceRow",
+        "open_results",
+        "results_relation",
+    ]
+    assert shadow.results.__all__ == expected
+    assert all(hasattr(shadow.results, name) for name in expected)

@@ -1,0 +1,146 @@
+"""The read views: ``results``, ``traces`` and ``runs`` over either layout, for the same SQL.
+
+:func:`results_relation` puts temporary views with those names on a DuckDB connection over a
+DuckDB results file or a directory of Parquet parts (docs/architecture.md, "Results" and
+"Scale-out"). Both give the same columns and one row per key, so analysis runs one set of
+queries on both layouts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+import duckdb
+
+from shadow.errors import UsageError
+from shadow.results.schema import (
+    COLUMNS,
+    KEYS,
+    RUN_COLUMNS,
+    check_marker,
+    check_schema,
+    open_error,
+    sql_str,
+    user_tables,
+)
+
+__all__ = ["results_relation"]
+
+_ATTACHED: Final = "shadow_results"
+
+
+def results_relation(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str]) -> None:
+    """Create temporary views ``results``, ``traces`` and ``runs`` in ``con`` over ``path``.
+
+    ``path`` is a DuckDB results file (attached read-only as ``shadow_results``) or a Parquet
+    results directory: a local one, or a URL ending in '/' that DuckDB can glob (such as
+    ``s3://bucket/run/`` with httpfs loaded). Both give the same columns and one row per key:
+    the newest version of a rewritten key; in ``runs``, one row per run merged over its
+    writers (earliest start, summed numeric counts, and the status of its latest writers).
+
+    Raises:
+        UsageError: ``path`` does not exist or is not a shadow results store.
+    """
+    text = os.fspath(path)
+    remote = "://" in text
+    if text.endswith(("/", os.sep)) or (not remote and Path(text).is_dir()):
+        _parquet_views(con, text.rstrip("/" + os.sep), remote=remote)
+        return
+    file = Path(text)
+    if not file.exists():
+        raise UsageError(f"{file} does not exist; give the results file a replay wrote")
+    con.execute(f"DETACH DATABASE IF EXISTS {_ATTACHED}").complete()
+    try:
+        con.execute(f"ATTACH {sql_str(text)} AS {_ATTACHED} (READ_ONLY)").complete()
+        check_schema(con, _ATTACHED, user_tables(con, _ATTACHED), file)
+    except duckdb.Error as exc:
+        raise open_error(file, exc) from None
+    except UsageError:
+        con.execute(f"DETACH DATABASE {_ATTACHED}").complete()
+        raise
+    for name in ("results", "traces", "runs"):
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {_ATTACHED}.main.{name}"  # noqa: S608
+        ).complete()
+
+
+def _parquet_views(con: duckdb.DuckDBPyConnection, base: str, *, remote: bool) -> None:
+    if not remote:
+        if not Path(base).is_dir():
+            raise UsageError(f"{base} does not exist; give the directory a replay wrote")
+        check_marker(Path(base))
+
+    def files(sub: str, pattern: str) -> str | None:
+        """The glob of a folder's files, or None for a local folder without any."""
+        if not remote and not any((Path(base) / sub).glob(pattern)):
+            return None
+        return sql_str(f"{base}/{sub}/{pattern}")
+
+    for table, columns in COLUMNS.items():
+        glob = files(table, "part-*.parquet")
+        if glob is None:
+            sql = _empty_select(columns)
+        else:
+            casts = ", ".join(f"CAST({n} AS {t}) AS {n}" for n, t in columns)
+            sql = (
+                f"SELECT {casts} FROM read_parquet({glob}, union_by_name = true)"  # noqa: S608
+                f" QUALIFY row_number() OVER (PARTITION BY {', '.join(KEYS[table])}"
+                " ORDER BY _written_at DESC NULLS LAST) = 1"
+            )
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS {sql}").complete()
+    glob = files("runs", "*.json")
+    if glob is None:
+        runs = _empty_select(RUN_COLUMNS)
+    else:
+        runs = _MERGED_RUNS.format(glob=glob, columns=_RUN_JSON_COLUMNS)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW runs AS {runs}").complete()
+
+
+def _empty_select(columns: Sequence[tuple[str, str]]) -> str:
+    return "SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {n}" for n, t in columns) + " LIMIT 0"
+
+
+# A run's status over its latest writers: one still running makes it running; else the
+# gravest end wins (failed, then interrupted, then budget_exhausted), and done needs all done.
+_MERGED_RUNS: Final = """
+WITH w AS (
+    SELECT * FROM read_json({glob}, format = 'auto', columns = {{{columns}}})
+),
+latest AS (  -- writers that ended before the run's last writer started were resumed since
+    SELECT * FROM w WHERE ended_at IS NULL
+        OR ended_at >= (SELECT max(l.started_at) FROM w AS l WHERE l.run_id = w.run_id)
+),
+kv AS (SELECT w.run_id, w.started_at, e.key, e.value FROM w, json_each(w.counts) AS e),
+merged AS (
+    SELECT run_id, key, CASE
+        WHEN bool_and(json_type(value) IN ('UBIGINT', 'BIGINT'))
+            THEN to_json(sum(TRY_CAST(value AS HUGEINT)))
+        WHEN bool_and(json_type(value) IN ('UBIGINT', 'BIGINT', 'DOUBLE'))
+            THEN to_json(sum(TRY_CAST(value AS DOUBLE)))
+        ELSE arg_max(value, started_at) END AS value
+    FROM kv GROUP BY run_id, key
+),
+counts AS (SELECT run_id, json_group_object(key, value) AS counts FROM merged GROUP BY run_id),
+firsts AS (
+    SELECT run_id, min(started_at) AS started_at, arg_max(source, started_at) AS source,
+        arg_max(config, started_at) AS config, arg_max(arms, started_at) AS arms
+    FROM w GROUP BY run_id
+),
+ends AS (
+    SELECT run_id,
+        CASE WHEN bool_or(ended_at IS NULL) THEN NULL ELSE max(ended_at) END AS ended_at,
+        CASE WHEN bool_or(status = 'running') THEN 'running'
+            WHEN bool_or(status = 'failed') THEN 'failed'
+            WHEN bool_or(status = 'interrupted') THEN 'interrupted'
+            WHEN bool_or(status = 'budget_exhausted') THEN 'budget_exhausted'
+            ELSE 'done' END AS status
+    FROM latest GROUP BY run_id
+)
+SELECT f.run_id, f.started_at, e.ended_at, f.source, f.config, f.arms,
+    CAST(c.counts AS JSON) AS counts, e.status
+FROM firsts AS f JOIN ends AS e USING (run_id) LEFT JOIN counts AS c USING (run_id)
+"""
+_RUN_JSON_COLUMNS: Final = ", ".join(f"{name}: '{sql_type}'" for name, sql_type in RUN_COLUMNS)
