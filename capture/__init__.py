@@ -12,10 +12,12 @@ from capture.middleware import CaptureMiddleware
 from capture.redact import Redactor
 from capture.sampling import Sampler
 from capture.sidecar import Sidecar
-from capture.sinks import FileSink, KafkaSink, SinkError, TraceSink
+from capture.sinks import FileSink, TraceSink
 from capture.slices import SliceExtractor
 from capture.spool import Spool
 from capture.tee import DrainReport, Tee
+from shadow.errors import SinkError
+from shadow.kafka.producer import KafkaSink
 
 __all__ = [
     "CaptureMiddleware",

@@ -46,7 +46,7 @@ class Sidecar:
         kafka_key: str = "trace_id",
     ) -> None:
         if not capture.upstream:
-            raise ValueError("capture.upstream is not set; pass --upstream URL")
+            raise ValueError("capture.upstream is not set; it must be the URL of the live upstream")
         self.config = capture
         self.metrics = CaptureMetrics()
         self.forwarder = Forwarder(

@@ -17,7 +17,11 @@ __all__ = ["command"]
 @click.option(
     "--listen", metavar="HOST:PORT", help="Where the sidecar listens.  [default: 127.0.0.1:8080]"
 )
-@click.option("--kafka", metavar="BOOTSTRAP", help="Tee to this Kafka cluster (HOST:PORT,...).")
+@click.option(
+    "--kafka",
+    metavar="BOOTSTRAP",
+    help="Tee to this Kafka cluster (HOST:PORT,...), or to kafka://HOST:PORT[,...]/TOPIC.",
+)
 @click.option("--topic", metavar="TOPIC", help="Kafka topic.  [default: shadow.traces]")
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Tee to a JSONL file instead."
@@ -61,11 +65,14 @@ def command(
     \b
     Examples:
       shadow capture --upstream http://127.0.0.1:8001 --kafka 127.0.0.1:9092 --topic shadow.traces
+      shadow capture --upstream http://127.0.0.1:8001 --kafka kafka://127.0.0.1:9092/shadow.traces
       shadow capture --upstream https://llm.internal --listen 0.0.0.0:8080 --out traces.jsonl
       OPENAI_BASE_URL=http://127.0.0.1:8080/v1 python my_app.py     # point clients at it
     """
     from capture.sidecar import Sidecar
-    from capture.sinks import FileSink, KafkaSink, TraceSink
+    from capture.sinks import FileSink, TraceSink
+    from shadow.kafka.address import KafkaAddress
+    from shadow.kafka.producer import KafkaSink
     from shadow.logs import configure_logging
     from shadow.serving import Server, bind_socket
 
@@ -90,6 +97,8 @@ def command(
         raise UsageError("--tls-cert and --tls-key go together; pass both to serve HTTPS")
     if kafka and out:
         raise UsageError("choose one sink: --kafka BOOTSTRAP or --out FILE, not both")
+    if kafka is not None and KafkaAddress.is_address(kafka):
+        kafka, topic = _bootstrap_and_topic(kafka, topic)
     kafka_config = override(config.kafka, "kafka", bootstrap=kafka, topic=topic)
     sink: TraceSink
     if out is not None:
@@ -130,3 +139,19 @@ def command(
         f"teeing to {sink.name} (metrics: {capture.admin_prefix}/metrics)"
     )
     server.run(sockets=[sock])
+
+
+def _bootstrap_and_topic(kafka: str, topic: str | None) -> tuple[str, str]:
+    """``--kafka kafka://B/T``: the same as ``--kafka B --topic T`` (``--topic`` must agree)."""
+    from shadow.kafka.address import KafkaAddress
+
+    try:
+        address = KafkaAddress.parse(kafka)
+    except UsageError as exc:
+        raise UsageError(f"--kafka: {exc}") from None
+    if topic is not None and topic != address.topic:
+        raise UsageError(
+            f"--kafka {kafka} names topic {address.topic} but --topic is {topic}; "
+            "drop --topic or make them agree"
+        )
+    return address.bootstrap, address.topic

@@ -9,7 +9,6 @@ wire must be answered without error before :meth:`EmbeddedBroker.start` returns.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import signal
@@ -18,9 +17,9 @@ import struct
 import subprocess
 import tempfile
 import time
-from types import TracebackType
 from typing import IO
 
+from shadow.closing import Running
 from shadow.errors import BrokerError, UsageError
 
 __all__ = ["EmbeddedBroker", "broker_binary"]
@@ -94,7 +93,7 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
     return bytes(chunks)
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(Running):
     """Run the embedded broker as a child process.
 
     Use as ``with`` or ``async with``; ``port=0`` picks a free port. ``bootstrap`` is the
@@ -186,31 +185,3 @@ class EmbeddedBroker:
         if self._proc is None:
             return 0
         return self._proc.wait()
-
-    def __enter__(self) -> EmbeddedBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> EmbeddedBroker:
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.stop)
-
-    async def aclose(self) -> None:
-        """Stop the broker without blocking the event loop; safe to call twice."""
-        await asyncio.to_thread(self.stop)

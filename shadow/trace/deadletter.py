@@ -10,15 +10,16 @@ from __future__ import annotations
 import base64
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 import msgspec
 
+from shadow.closing import Closing
+
 __all__ = ["DeadLetterFile"]
 
 
-class DeadLetterFile:
+class DeadLetterFile(Closing):
     """Append-only dead-letter JSONL file; opened lazily so a clean run leaves no file behind."""
 
     def __init__(self, path: str | Path) -> None:
@@ -45,14 +46,3 @@ class DeadLetterFile:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-
-    def __enter__(self) -> DeadLetterFile:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -29,6 +29,7 @@ __all__ = [
     "TraceRecord",
     "Usage",
     "body_fields",
+    "convert",
     "decode",
     "encode",
 ]
@@ -150,7 +151,7 @@ class Usage(_Struct, kw_only=True):
 
 
 class TraceRecord(_Struct, kw_only=True, omit_defaults=False):
-    """One captured request/response exchange (DESIGN.md, "TraceRecord v1")."""
+    """One captured request/response exchange (docs/architecture.md, "TraceRecord v1")."""
 
     v: int = SCHEMA_VERSION
     trace_id: str
@@ -195,10 +196,27 @@ def decode(data: bytes | str) -> TraceRecord:
     try:
         return _DECODER.decode(data)
     except msgspec.ValidationError as exc:
-        # msgspec leaves out the path for top-level fields; name the root so every message has one.
-        where = "" if " - at `$" in str(exc) else " - at `$`"
-        raise TraceError(f"invalid TraceRecord: {exc}{where}") from None
+        raise TraceError(_invalid(exc)) from None
     except msgspec.DecodeError as exc:
         raise TraceError(f"invalid TraceRecord: not JSON ({exc})") from None
     except UnicodeDecodeError as exc:  # msgspec raises this for bad bytes inside a JSON string
         raise TraceError(f"invalid TraceRecord: not JSON (not UTF-8: {exc})") from None
+
+
+def convert(value: Any) -> TraceRecord:
+    """Validate one record given as Python objects in its JSON shape (e.g. a Parquet row).
+
+    Raises:
+        TraceError: a field is missing or wrong, named as :func:`decode` names it.
+    """
+    try:
+        return msgspec.convert(value, TraceRecord)
+    except msgspec.ValidationError as exc:
+        raise TraceError(_invalid(exc)) from None
+
+
+def _invalid(exc: msgspec.ValidationError) -> str:
+    # msgspec leaves out the path for top-level fields; name the root so every message has one.
+    message = str(exc)
+    where = "" if " - at `$" in message else " - at `$`"
+    return f"invalid TraceRecord: {message}{where}"

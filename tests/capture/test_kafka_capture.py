@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from capture.sinks import KafkaSink
 from shadow.config import KafkaConfig
 from shadow.kafka.broker import EmbeddedBroker
+from shadow.kafka.producer import KafkaSink
 from shadow.serving import BackgroundServer
 from shadow.trace.jsonl import read_jsonl
 from shadow.trace.record import TraceRecord, decode
@@ -178,3 +178,46 @@ def test_cli_capture_without_a_sink_is_a_usage_error() -> None:
     assert result.stderr.count("\n") == 1
     assert "--kafka" in result.stderr
     assert "--out" in result.stderr
+
+
+def test_cli_capture_to_a_kafka_address(
+    broker: EmbeddedBroker, make_upstream: MakeUpstream, tmp_path: Path
+) -> None:
+    """`--kafka kafka://HOST:PORT/TOPIC` tees to that topic, as `--kafka HOST:PORT --topic` does."""
+    upstream, _ = make_upstream()
+    address = f"kafka://{broker.bootstrap}/test.capture.address"
+    command = [
+        sys.executable, "-m", "shadow", "capture", "--upstream", upstream.url,
+        "--listen", "127.0.0.1:0", "--kafka", address, "--spool-dir", str(tmp_path / "spool"),
+    ]  # fmt: skip
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert f"teeing to {address} " in line, line
+        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        assert match, line
+        with httpx.Client() as http:
+            for i in range(3):
+                reply = http.post(
+                    match.group(1) + "/v1/chat/completions", json=CHAT, headers={"x-seq": str(i)}
+                )
+                assert reply.status_code == 200
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert seqs(consume(broker.bootstrap, "test.capture.address", 3)) == {0, 1, 2}
+
+
+def test_cli_capture_kafka_address_and_a_different_topic_is_a_usage_error() -> None:
+    """A topic in the address and another in --topic is one line naming both, exit 2."""
+    command = [
+        sys.executable, "-m", "shadow", "capture", "--upstream", "http://127.0.0.1:9",
+        "--kafka", "kafka://127.0.0.1:9092/one", "--topic", "two",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "topic one" in result.stderr
+    assert "--topic is two" in result.stderr

@@ -1,12 +1,9 @@
-"""Tests for the TraceRecord v1 contract, JSONL trace files and the dead-letter file."""
+"""Tests for the TraceRecord v1 contract: encoding, decoding and validation."""
 
 from __future__ import annotations
 
-import base64
 import json
-import re
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,8 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shadow.errors import TraceError, UsageError
-from shadow.trace.deadletter import DeadLetterFile
-from shadow.trace.jsonl import read_jsonl, write_jsonl
 from shadow.trace.record import (
     SCHEMA_VERSION,
     HttpRequest,
@@ -27,33 +22,7 @@ from shadow.trace.record import (
     decode,
     encode,
 )
-
-
-def _record(trace_id: str = "t-1", **overrides: Any) -> TraceRecord:
-    fields: dict[str, Any] = {
-        "trace_id": trace_id,
-        "captured_at": 1_700_000_000_000_000_000,
-        "service": "chat-api",
-        "request": HttpRequest(
-            method="POST",
-            path="/v1/chat/completions",
-            headers={"content-type": "application/json"},
-            body='{"model": "shadow-large", "messages": []}',
-        ),
-        "response": HttpResponse(status=200, body='{"choices": []}'),
-        "timing": Timing(latency_ms=812.5),
-        "usage": Usage(model="shadow-large", prompt_tokens=12, completion_tokens=40),
-        "slices": {"tenant": "acme"},
-    }
-    fields.update(overrides)
-    return TraceRecord(**fields)
-
-
-def _valid_json() -> dict[str, Any]:
-    """A valid record as plain JSON data, for tests that break one field of it."""
-    data: dict[str, Any] = json.loads(encode(_record()))
-    return data
-
+from tests.shadow.trace.samples import chat_record, valid_json
 
 # --- property tests ----------------------------------------------------------------------------
 
@@ -135,7 +104,7 @@ def test_any_bytes_round_trip_through_body_fields(data: bytes) -> None:
     request = HttpRequest(method="POST", path="/x", **body_fields(data))
     assert request.body_bytes() == data
     assert request.body_truncated is False
-    assert decode(encode(_record(request=request))).request.body_bytes() == data
+    assert decode(encode(chat_record(request=request))).request.body_bytes() == data
 
 
 @settings(max_examples=300)
@@ -159,7 +128,7 @@ def test_capped_body_keeps_the_prefix_and_flags_truncation(data: bytes, cap: int
 @st.composite
 def _damaged(draw: st.DrawFn) -> bytes:
     """A valid encoded record with a random span replaced by random bytes."""
-    raw = encode(_record())
+    raw = encode(chat_record())
     start = draw(st.integers(min_value=0, max_value=len(raw)))
     end = draw(st.integers(min_value=start, max_value=min(len(raw), start + 8)))
     return raw[:start] + draw(st.binary(max_size=8)) + raw[end:]
@@ -209,19 +178,19 @@ def test_message_without_body_has_empty_body_bytes() -> None:
 
 def test_unknown_fields_are_ignored_at_top_level_and_nested() -> None:
     """Fields a newer producer adds, at any depth, are tolerated and ignored."""
-    data = _valid_json()
+    data = valid_json()
     data["future"] = {"anything": [1, 2, 3]}
     data["request"]["priority"] = "high"
     data["response"]["trailers"] = {"x": "y"}
     data["timing"]["queue_ms"] = 3.0
     data["usage"]["reasoning_tokens"] = 7
-    assert decode(json.dumps(data)) == _record()
+    assert decode(json.dumps(data)) == chat_record()
 
 
 def test_decode_accepts_text_and_bytes() -> None:
     """decode takes the JSON as str or bytes."""
-    raw = encode(_record())
-    assert decode(raw) == decode(raw.decode("utf-8")) == _record()
+    raw = encode(chat_record())
+    assert decode(raw) == decode(raw.decode("utf-8")) == chat_record()
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -299,7 +268,7 @@ def test_invalid_record_names_the_field_path_and_problem(
     change: Callable[[dict[str, Any]], None], expected: list[str]
 ) -> None:
     """A record that fails validation raises TraceError naming the JSON path and the problem."""
-    data = _valid_json()
+    data = valid_json()
     change(data)
     with pytest.raises(TraceError) as info:
         decode(json.dumps(data))
@@ -327,124 +296,3 @@ def test_trace_error_is_a_usage_error() -> None:
     with pytest.raises(UsageError) as info:
         decode(b"{}")
     assert info.value.exit_code == 2
-
-
-# --- JSONL files and the dead-letter file ------------------------------------------------------
-
-
-def _lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def test_write_then_read_jsonl_gives_the_same_records(tmp_path: Path) -> None:
-    """Records written to a JSONL file read back equal and in order."""
-    records = [_record(f"t-{i}") for i in range(5)]
-    path = tmp_path / "deep" / "traces.jsonl"
-    assert write_jsonl(path, records) == 5
-    assert list(read_jsonl(path)) == records
-    assert len(path.read_bytes().splitlines()) == 5
-
-
-def test_read_jsonl_skips_blank_lines_and_accepts_crlf(tmp_path: Path) -> None:
-    """Blank lines are skipped and Windows line endings are accepted."""
-    path = tmp_path / "traces.jsonl"
-    path.write_bytes(b"\r\n" + encode(_record("a")) + b"\r\n\n  \n" + encode(_record("b")))
-    assert [r.trace_id for r in read_jsonl(path)] == ["a", "b"]
-
-
-def test_bad_lines_go_to_the_dead_letter_file_and_good_ones_are_read(tmp_path: Path) -> None:
-    """Each bad line is dead-lettered with its reason, file:line and raw text; reading goes on."""
-    path = tmp_path / "traces.jsonl"
-    not_utf8 = b'{"trace_id": "\xff"}'
-    path.write_bytes(
-        b"\n".join(
-            [
-                encode(_record("good-1")),
-                b"this is not json",
-                b"",
-                json.dumps({**_valid_json(), "captured_at": "soon"}).encode(),
-                not_utf8,
-                encode(_record("good-2")),
-            ]
-        )
-        + b"\n"
-    )
-    with DeadLetterFile(tmp_path / "dead" / "dead.jsonl") as dead:
-        records = list(read_jsonl(path, dead_letter=dead))
-        assert dead.count == 3
-    assert [r.trace_id for r in records] == ["good-1", "good-2"]
-
-    entries = _lines(tmp_path / "dead" / "dead.jsonl")
-    assert [e["source"] for e in entries] == [f"{path}:2", f"{path}:4", f"{path}:5"]
-    assert entries[0]["raw"] == "this is not json"
-    assert "not JSON" in entries[0]["reason"]
-    assert "`$.captured_at`" in entries[1]["reason"]
-    assert json.loads(entries[1]["raw"])["captured_at"] == "soon"
-    assert "raw" not in entries[2]
-    assert base64.b64decode(entries[2]["raw_b64"]) == not_utf8
-    assert all(isinstance(e["at"], float) for e in entries)
-
-
-def test_clean_read_leaves_no_dead_letter_file(tmp_path: Path) -> None:
-    """The dead-letter file is created only when something is dead-lettered."""
-    path = tmp_path / "traces.jsonl"
-    write_jsonl(path, [_record()])
-    with DeadLetterFile(tmp_path / "dead.jsonl") as dead:
-        assert list(read_jsonl(path, dead_letter=dead)) == [_record()]
-    assert dead.count == 0
-    assert not (tmp_path / "dead.jsonl").exists()
-
-
-def test_bad_line_without_dead_letter_raises_naming_file_and_line(tmp_path: Path) -> None:
-    """Without a dead-letter file, the first bad line raises TraceError naming file:line."""
-    path = tmp_path / "traces.jsonl"
-    path.write_bytes(encode(_record()) + b"\n\n" + b'{"v": 1}\n')
-    records = read_jsonl(path)
-    assert next(records) == _record()
-    with pytest.raises(TraceError, match=re.escape(f"{path}:3: ")):
-        next(records)
-
-
-def test_reading_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:
-    """A trace file that does not exist raises UsageError naming it."""
-    with pytest.raises(UsageError, match="cannot read trace file"):
-        list(read_jsonl(tmp_path / "missing.jsonl"))
-
-
-def test_dead_letter_file_appends_and_closes_twice(tmp_path: Path) -> None:
-    """DeadLetterFile appends to an existing file and close() is safe to call twice."""
-    path = tmp_path / "dead.jsonl"
-    for reason in ("first", "second"):
-        dead = DeadLetterFile(path)
-        dead.write(b"raw", reason=reason, source="topic/0@7")
-        dead.close()
-        dead.close()
-    assert [(e["reason"], e["source"], e["raw"]) for e in _lines(path)] == [
-        ("first", "topic/0@7", "raw"),
-        ("second", "topic/0@7", "raw"),
-    ]
-
-
-def _failing(records: list[TraceRecord]) -> Iterator[TraceRecord]:
-    yield from records
-    raise RuntimeError("source broke")
-
-
-def test_write_jsonl_is_all_or_nothing(tmp_path: Path) -> None:
-    """If the records fail mid-way, no target file and no temporary file is left behind."""
-    target = tmp_path / "traces.jsonl"
-    with pytest.raises(RuntimeError, match="source broke"):
-        write_jsonl(target, _failing([_record("a"), _record("b")]))
-    assert not target.exists()
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
-    """A failed rewrite leaves the earlier complete file untouched."""
-    target = tmp_path / "traces.jsonl"
-    write_jsonl(target, [_record("old")])
-    before = target.read_bytes()
-    with pytest.raises(RuntimeError):
-        write_jsonl(target, _failing([_record("new")]))
-    assert target.read_bytes() == before
-    assert list(tmp_path.iterdir()) == [target]
