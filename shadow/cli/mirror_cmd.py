@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from shadow.config import ArmConfig, load_config, override
 from shadow.errors import UsageError
+
+if TYPE_CHECKING:
+    from shadow.replay.mirror import Mirror
 
 __all__ = ["command"]
 
@@ -54,19 +60,11 @@ def command(**opts: Any) -> None:
 
 
 async def _main(opts: dict[str, Any]) -> int:
-    from prometheus_client import start_http_server
     from rich.console import Console
 
-    from shadow.replay.breaker import CircuitBreaker
     from shadow.replay.display import summary_table
-    from shadow.replay.mirror import Mirror, metrics_registry
+    from shadow.replay.jobs import MirrorJob, run_mirror
     from shadow.replay.pricing import pricing_for
-    from shadow.replay.sources import open_source
-    from shadow.replay.targets import HttpTarget
-    from shadow.replay.validators import Validators
-    from shadow.results.store import open_results
-    from shadow.results.writer import AsyncResultsWriter
-    from shadow.trace.deadletter import DeadLetterFile
 
     if not opts["source"].startswith("kafka://"):
         raise UsageError(
@@ -84,70 +82,68 @@ async def _main(opts: dict[str, Any]) -> int:
     )
     if not arm.url:
         raise UsageError("no candidate URL: pass --candidate URL (or set arms.candidate.url)")
-    run_id = opts["run_id"] or "mirror-" + __import__("time").strftime("%Y%m%d-%H%M%S")
-    dead_letter = DeadLetterFile(f"{opts['out'].rstrip('/')}.dead.jsonl")
-    source = open_source(
-        opts["source"], dead_letter=dead_letter, group_id=opts["group_id"], follow=True
-    )
-    store = open_results(opts["out"])
-    store.start_run(run_id, source=opts["source"], config={"candidate": arm.url},
-                    arms=["production", "candidate"])  # fmt: skip
-    pricing = pricing_for(config, opts["pricing"])
-    target = HttpTarget("candidate", arm)
-    writer = AsyncResultsWriter(store, batch_rows=replay.batch_rows, flush_interval_s=1.0)
-    mirror = Mirror(
-        run_id=run_id,
-        source=source,
-        targets={"candidate": target},
-        writer=writer,
-        pricing=pricing,
-        validators=Validators(config.validators),
-        breakers={"candidate": CircuitBreaker.from_config(safety)},
-        allowed_paths=replay.allowed_paths,
-        max_in_flight=replay.max_in_flight,
-        max_cost_usd=safety.max_cost_usd,
+    job = MirrorJob(
+        source=opts["source"],
+        out=opts["out"],
+        candidate=arm,
+        pricing=pricing_for(config, opts["pricing"]),
+        replay=replay,
+        safety=safety,
+        validators=config.validators,
+        group_id=opts["group_id"],
+        run_id=opts["run_id"],
         grace_s=opts["grace_s"],
     )
-    console = Console(stderr=True)
-    if opts["metrics_port"]:
-        start_http_server(opts["metrics_port"], addr=opts["metrics_host"],
-                          registry=metrics_registry(mirror.stats))  # fmt: skip
-    console.print(
-        f"mirroring {opts['source']} -> {arm.url} into {opts['out']} (run {run_id}); "
-        + (
-            f"metrics on http://{opts['metrics_host']}:{opts['metrics_port']}/metrics; "
-            if opts["metrics_port"]
-            else ""
-        )
-        + "Ctrl-C stops"
-    )
-    loop = asyncio.get_running_loop()
-    signals = 0
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            mirror.request_stop()
-        else:
-            mirror.force_stop()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    try:
-        stats = await mirror.run()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        await writer.aclose()
-        await target.aclose()
-        await source.aclose()
-        dead_letter.close()
-    summary = stats.as_dict()
-    store.finish_run(run_id, status="done", counts=summary)
-    store.close()
+    outcome = await run_mirror(job, watch=_watcher(opts, arm.url))
     if opts["as_json"]:
-        click.echo(json.dumps(summary))
+        click.echo(json.dumps(outcome.summary))
     else:
-        Console().print(summary_table(stats))
+        Console().print(summary_table(outcome.stats))
     return 0
+
+
+def _watcher(
+    opts: dict[str, Any], url: str
+) -> Callable[[Mirror], AbstractAsyncContextManager[None]]:
+    """The metrics endpoint, the start line and Ctrl-C (or SIGTERM) handling around a mirror."""
+
+    @contextlib.asynccontextmanager
+    async def watch(mirror: Mirror) -> AsyncIterator[None]:
+        from prometheus_client import start_http_server
+        from rich.console import Console
+
+        from shadow.replay.metrics import metrics_registry
+
+        console = Console(stderr=True)
+        if opts["metrics_port"]:
+            start_http_server(opts["metrics_port"], addr=opts["metrics_host"],
+                              registry=metrics_registry(mirror.stats))  # fmt: skip
+        console.print(
+            f"mirroring {opts['source']} -> {url} into {opts['out']} (run {mirror.run_id}); "
+            + (
+                f"metrics on http://{opts['metrics_host']}:{opts['metrics_port']}/metrics; "
+                if opts["metrics_port"]
+                else ""
+            )
+            + "Ctrl-C stops"
+        )
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                mirror.request_stop()
+            else:
+                mirror.force_stop()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    return watch

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import secrets
 import signal
 import sys
-import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from shadow.config import ArmConfig, Config, load_config, override
 from shadow.errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from shadow.replay.jobs import ReplayJob
+    from shadow.replay.replayer import Replayer
 
 __all__ = ["command"]
 
@@ -143,127 +150,103 @@ def _arms(config: Config, opts: dict[str, Any]) -> dict[str, ArmConfig]:
     return arms
 
 
-async def _main(opts: dict[str, Any]) -> int:
-    from rich.console import Console
-
-    from shadow.replay.breaker import CircuitBreaker
-    from shadow.replay.display import live_progress, summary_table
-    from shadow.replay.pacing import recorded_schedule, start_at_epoch, synthetic_schedule
+def _job(opts: dict[str, Any]) -> ReplayJob:
+    """The replay the flags and the config ask for."""
+    from shadow.replay.jobs import ReplayJob
+    from shadow.replay.plan import Pacing
     from shadow.replay.pricing import pricing_for
-    from shadow.replay.replayer import Replayer
-    from shadow.replay.sources import load_sorted, open_source
-    from shadow.replay.targets import HttpTarget, Target
-    from shadow.replay.validators import Validators
-    from shadow.results.store import open_results
-    from shadow.results.writer import AsyncResultsWriter
-    from shadow.trace.deadletter import DeadLetterFile
 
     config = load_config(opts["config_path"])
     replay = override(
         config.replay,
         "replay",
-        speed=opts["speed"],
         max_in_flight=opts["max_in_flight"],
         repeat_baseline=opts["repeat_baseline"],
         retries=opts["retries"],
     )
     safety = override(config.safety, "safety", max_cost_usd=opts["max_cost_usd"])
     arms = _arms(config, opts)
+    from_time_ns = _time_ns("--from", opts["from_time"])
+    to_time_ns = _time_ns("--to", opts["to_time"])
+    pacing = Pacing(  # checked by the schedule, whose errors name the flag (shadow.cli.flags)
+        speed=replay.speed if opts["speed"] is None else opts["speed"],
+        rate=opts["rate"],
+        arrival=opts["arrival"],
+        burstiness=opts["burstiness"],
+        ramp=_parse_ramp(opts["ramp"]),
+    )
+    return ReplayJob(
+        source=opts["source"],
+        out=opts["out"],
+        arms=arms,
+        pricing=pricing_for(config, opts["pricing"]),
+        replay=replay,
+        safety=safety,
+        validators=config.validators,
+        pacing=pacing,
+        limit=opts["limit"],
+        from_time_ns=from_time_ns,
+        to_time_ns=to_time_ns,
+        group_id=opts["group_id"],
+        shard=_parse_shard(opts["shard"]) if opts["shard"] else None,
+        run_id=opts["resume_id"] or opts["run_id"],
+        resume=bool(opts["resume_id"]),
+        start_at=opts["start_at"],
+        grace_s=opts["grace_s"],
+        dead_letter=opts["dead_letter"],
+        run_config={k: v for k, v in opts.items() if k != "config_path"}
+        | {"config_path": str(opts["config_path"] or "")},
+    )
+
+
+async def _main(opts: dict[str, Any]) -> int:
+    from rich.console import Console
+
+    from shadow.replay.display import summary_table
+    from shadow.replay.jobs import run_replay
+    from shadow.replay.session import UnknownRunError
+
+    job = _job(opts)
     console = Console(stderr=True)
     quiet = opts["quiet"] or opts["as_json"] or not console.is_terminal
-
-    dead_letter = DeadLetterFile(opts["dead_letter"] or f"{opts['out'].rstrip('/')}.dead.jsonl")
-    source = open_source(
-        opts["source"],
-        dead_letter=dead_letter,
-        group_id=opts["group_id"],
-        limit=opts["limit"],
-        from_time_ns=_time_ns("--from", opts["from_time"]),
-        to_time_ns=_time_ns("--to", opts["to_time"]),
-    )
     try:
-        items = await load_sorted(source, limit=opts["limit"])
-        if not items:
-            raise UsageError(f"{opts['source']} holds no valid records to replay")
-        if opts["rate"] is not None or opts["ramp"] is not None:
-            offsets = synthetic_schedule(
-                len(items),
-                rate=opts["rate"] or 1.0,
-                arrival=opts["arrival"],
-                burstiness=opts["burstiness"],
-                ramp=_parse_ramp(opts["ramp"]),
+        outcome = await run_replay(
+            job, dry_run=opts["dry_run"], watch=_watcher(console, opts["grace_s"], quiet=quiet)
+        )
+    except UnknownRunError as exc:
+        raise UsageError(
+            f"--resume {exc.run_id}: no results for that run in {exc.out}; "
+            "check the run id (shadow replay lists it in its summary)"
+        ) from None
+    if outcome.dry_run is not None:
+        for line in outcome.dry_run.lines():
+            click.echo(line)
+        return 0
+    assert outcome.stats is not None
+    if opts["as_json"]:
+        click.echo(json.dumps(outcome.summary))
+    else:
+        Console().print(summary_table(outcome.stats))
+        click.echo(
+            f"results: {opts['out']} (run {outcome.run_id})"
+            + (
+                f"; {outcome.dead_letter_count} bad records in {outcome.dead_letter_path}"
+                if outcome.dead_letter_count
+                else ""
             )
-        else:
-            offsets = recorded_schedule([i.record.captured_at for i in items], speed=replay.speed)
-
-        if opts["shard"]:
-            index, count = _parse_shard(opts["shard"])
-            items, offsets = items[index::count], offsets[index::count]
-        run_id = opts["resume_id"] or opts["run_id"] or _new_run_id()
-        arm_names = ["baseline", "candidate"] + (
-            ["baseline_repeat"] if replay.repeat_baseline else []
         )
-        if opts["dry_run"]:
-            _print_dry_run(items, offsets, arm_names, replay.allowed_paths)
-            return 0
+    return 1 if outcome.status == "interrupted" else 0
 
-        store = open_results(opts["out"])
-        done: set[tuple[str, str]] = set()
-        if opts["resume_id"]:
-            done = store.done_keys(run_id)
-            if not done:
-                raise UsageError(
-                    f"--resume {run_id}: no results for that run in {opts['out']}; "
-                    "check the run id (shadow replay lists it in its summary)"
-                )
-        # Resume: what is left keeps its relative timing, starting now.
-        store.start_run(
-            run_id,
-            source=opts["source"],
-            config={k: v for k, v in opts.items() if k != "config_path"}
-            | {"config_path": str(opts["config_path"] or "")},
-            arms=arm_names,
-        )
-        pricing = pricing_for(config, opts["pricing"])
-        baseline = HttpTarget("baseline", arms["baseline"])
-        targets: dict[str, Target] = {
-            "baseline": baseline,
-            "candidate": HttpTarget("candidate", arms["candidate"]),
-        }
-        if replay.repeat_baseline:
-            targets["baseline_repeat"] = _Alias("baseline_repeat", baseline)
-        breakers = {name: CircuitBreaker.from_config(safety) for name in targets}
-        writer = AsyncResultsWriter(store, batch_rows=replay.batch_rows)
+
+def _watcher(
+    console: Console, grace_s: float, *, quiet: bool
+) -> Callable[[Replayer], AbstractAsyncContextManager[None]]:
+    """Ctrl-C (or SIGTERM) handling and the live display around a replay."""
+    from shadow.replay.display import live_progress
+
+    @contextlib.asynccontextmanager
+    async def watch(replayer: Replayer) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        start = start_at_epoch(opts["start_at"], loop=loop) if opts["start_at"] else None
-        if done:
-            remaining = [
-                i
-                for i, item in enumerate(items)
-                if any((item.record.trace_id, a) not in done for a in arm_names)
-            ]
-            if remaining:
-                first = offsets[remaining[0]]
-                offsets = offsets - first
-                offsets[offsets < 0] = 0.0
-        replayer = Replayer(
-            run_id=run_id,
-            items=items,
-            offsets=list(offsets),
-            targets=targets,
-            writer=writer,
-            pricing=pricing,
-            validators=Validators(config.validators),
-            breakers=breakers,
-            allowed_paths=replay.allowed_paths,
-            max_in_flight=replay.max_in_flight,
-            max_cost_usd=safety.max_cost_usd,
-            retries=replay.retries,
-            done=done,
-            source=source,
-            start=start,
-            grace_s=opts["grace_s"],
-        )
         signals = 0
 
         def on_signal() -> None:
@@ -272,7 +255,7 @@ async def _main(opts: dict[str, Any]) -> int:
             if signals == 1:
                 console.print(
                     "[yellow]stopping: no new sends; in-flight ones get "
-                    f"{opts['grace_s']:.0f} s (Ctrl-C again stops now)[/]"
+                    f"{grace_s:.0f} s (Ctrl-C again stops now)[/]"
                 )
                 replayer.request_stop()
             else:
@@ -282,52 +265,15 @@ async def _main(opts: dict[str, Any]) -> int:
             loop.add_signal_handler(sig, on_signal)
         try:
             if quiet:
-                stats = await replayer.run()
+                yield
             else:
                 async with live_progress(replayer.stats, console):
-                    stats = await replayer.run()
+                    yield
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-            await writer.aclose()
-            for target in targets.values():
-                await target.aclose()
-        summary = stats.as_dict()
-        status = "interrupted" if stats.stopped_early and not stats.budget_exhausted else "done"
-        store.finish_run(run_id, status=status, counts=summary)
-        store.close()
-        summary["out"] = opts["out"]
-        summary["dead_letter"] = dead_letter.count
-        if opts["as_json"]:
-            click.echo(json.dumps(summary))
-        else:
-            Console().print(summary_table(stats))
-            click.echo(
-                f"results: {opts['out']} (run {run_id})"
-                + (
-                    f"; {dead_letter.count} bad records in {dead_letter.path}"
-                    if dead_letter.count
-                    else ""
-                )
-            )
-        return 1 if stats.stopped_early and not stats.budget_exhausted else 0
-    finally:
-        dead_letter.close()
-        await source.aclose()
 
-
-class _Alias:
-    """The baseline target under another arm name (baseline_repeat)."""
-
-    def __init__(self, arm: str, target: Any) -> None:
-        self.arm = arm
-        self._target = target
-
-    async def send(self, record: Any, *, due: float) -> Any:
-        return await self._target.send(record, due=due)
-
-    async def aclose(self) -> None:
-        return None
+    return watch
 
 
 def _time_ns(flag: str, value: str | None) -> int | None:
@@ -362,26 +308,3 @@ def _parse_shard(value: str) -> tuple[int, int]:
     if not 0 <= index < count:
         raise UsageError(f"--shard has value {value!r}; use I/N with 0 <= I < N, e.g. 0/2")
     return index, count
-
-
-def _new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-
-
-def _print_dry_run(items: Any, offsets: Any, arms: list[str], allowed: tuple[str, ...]) -> None:
-    from shadow.replay.targets import redacted_headers
-
-    click.echo(f"{'due (s)':>10}  {'trace_id':<32} {'path':<24} {'slices'}")
-    skipped = 0
-    for item, offset in zip(items, offsets, strict=True):
-        record = item.record
-        if allowed and not record.request.path.startswith(allowed):
-            skipped += 1
-            continue
-        slices = ",".join(f"{k}={v}" for k, v in sorted(record.slices.items()))
-        click.echo(f"{offset:>10.3f}  {record.trace_id:<32} {record.request.path:<24} {slices}")
-    dropped = redacted_headers(items[0].record.request.headers) if items else []
-    click.echo(
-        f"{len(items) - skipped} records to {', '.join(arms)} over {float(offsets[-1]):.1f} s; "
-        f"{skipped} skipped (path not allowed); headers not replayed: {', '.join(dropped) or '-'}"
-    )

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from shadow.replay.replayer import ReplayStats
+from shadow.replay.stats import ReplayStats
 
 __all__ = ["live_progress", "summary_table"]
 

@@ -3,29 +3,32 @@
 The baseline is what production already answered: the captured response becomes a result
 row of arm ``production`` (its latency, status, usage and output as captured), and the
 candidate's answer a row of arm ``candidate``, so the analyzer compares them the same way it
-compares a replay's arms. Same rails as a replay (breaker, budget, path allow-list,
-``max_in_flight``); offsets are committed only once the results are durable.
+compares a replay's arms. Same rails as a replay, from the same
+:class:`~shadow.replay.scheduler.FanOut` (breaker, budget, path allow-list, ``max_in_flight``);
+offsets are committed only once the results are durable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
-
-from shadow.replay.pacing import Pacer
-from shadow.replay.replayer import Replayer, ReplayStats
+from shadow.replay.breaker import CircuitBreaker
+from shadow.replay.pricing import PricingTable
+from shadow.replay.scheduler import FanOut
 from shadow.replay.sources import SourceItem, TraceSource
-from shadow.replay.targets import Attempt
-from shadow.results.store import TraceRow
+from shadow.replay.stats import ReplayStats
+from shadow.replay.targets import Attempt, Target
+from shadow.replay.validators import Validators
+from shadow.results.rows import ResultRow
+from shadow.results.writer import AsyncResultsWriter
 from shadow.wire.usage import output_text
 
-__all__ = ["Mirror", "StatsCollector", "production_attempt"]
+__all__ = ["Mirror", "production_attempt"]
+
+_WINDOW = 100_000
+"""A mirror runs until stopped: it keeps this many of the newest lags and latencies per arm."""
 
 
 def production_attempt(item: SourceItem) -> Attempt:
@@ -57,18 +60,68 @@ def production_attempt(item: SourceItem) -> Attempt:
     return attempt
 
 
-class Mirror(Replayer):
-    """Runs until stopped, sending each new record to the candidate as it arrives."""
+class Mirror:
+    """Runs until stopped, sending each new record to the candidate as it arrives.
 
-    def __init__(self, *, source: TraceSource, **kwargs: Any) -> None:
-        # A mirror runs until stopped: keep a bounded window of lags and latencies.
-        super().__init__(items=[], offsets=[], source=source, stats_window=100_000, **kwargs)
+    ``targets`` must hold the ``candidate`` arm; the other arguments are the
+    :class:`~shadow.replay.scheduler.FanOut`'s.
+    """
 
-    async def _schedule(self, pacer: Pacer) -> None:
-        assert self.source is not None
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        source: TraceSource,
+        targets: Mapping[str, Target],
+        writer: AsyncResultsWriter,
+        pricing: PricingTable,
+        validators: Validators | None = None,
+        breakers: Mapping[str, CircuitBreaker] | None = None,
+        allowed_paths: Sequence[str] = (),
+        max_in_flight: int = 10_000,
+        max_cost_usd: float | None = None,
+        retries: int = 0,
+        grace_s: float = 30.0,
+        on_result: Callable[[ResultRow], None] | None = None,
+        stats_window: int | None = _WINDOW,
+    ) -> None:
+        self.run_id = run_id
+        self.source = source
+        self.stats = ReplayStats(run_id=run_id, total=0, window=stats_window)
+        self.fanout = FanOut(
+            stats=self.stats,
+            targets=targets,
+            writer=writer,
+            pricing=pricing,
+            validators=validators,
+            breakers=breakers,
+            allowed_paths=allowed_paths,
+            max_in_flight=max_in_flight,
+            max_cost_usd=max_cost_usd,
+            retries=retries,
+            source=source,
+            grace_s=grace_s,
+            on_result=on_result,
+        )
+
+    def request_stop(self) -> None:
+        """Stop taking new records; sends under way finish within the grace period."""
+        self.fanout.request_stop()
+
+    def force_stop(self) -> None:
+        """Stop now: cancel every send under way (results so far are still written)."""
+        self.fanout.force_stop()
+
+    async def run(self) -> ReplayStats:
+        """Mirror until stopped (or the source ends), then flush; returns the stats.
+
+        An exception in a send is not swallowed: it stops the mirror and is raised here.
+        """
+        return await self.fanout.run(self._follow)
+
+    async def _follow(self) -> None:
         iterator = aiter(self.source)
-        stop = asyncio.ensure_future(self._stop.wait())
-        index = 0
+        stop = asyncio.ensure_future(self.fanout.wait_stop())
         try:
             while True:
                 nxt = asyncio.ensure_future(anext(iterator))
@@ -80,93 +133,21 @@ class Mirror(Replayer):
                     item = nxt.result()
                 except StopAsyncIteration:
                     return
-                await self._mirror_one(index, item)
-                index += 1
+                await self._mirror_one(item)
         finally:
             stop.cancel()
 
-    async def _mirror_one(self, index: int, item: SourceItem) -> None:
+    async def _mirror_one(self, item: SourceItem) -> None:
+        fanout = self.fanout
         record = item.record
         self.stats.total += 1
-        if self.allowed and not record.request.path.startswith(self.allowed):
-            self.stats.skipped_path += 1
+        if not fanout.admits(record):
             return
         arrived = time.time()
-        await self.writer.add([], [TraceRow.from_record(record, run_id=self.run_id)])
+        await fanout.add_trace(record)
         production = production_attempt(item)
-        await self._write(item, "production", record.captured_at / 1e9, production, 0)
-        await self._slots.acquire()
-        due = time.perf_counter()
-        self.stats.lags_ms.append(0.0)
-        self.stats.scheduled += 1
-        self._outstanding[index] = 1
-        task = asyncio.create_task(self._fire(index, item, "candidate", due, arrived))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        self.stats.in_flight += 1
-
-
-class StatsCollector(Collector):
-    """Exposes a run's live figures to Prometheus (read at scrape time, no double counting)."""
-
-    def __init__(self, stats: ReplayStats, prefix: str = "shadow_mirror") -> None:
-        self.stats = stats
-        self.prefix = prefix
-
-    def collect(self) -> Iterator[Any]:
-        p, s = self.prefix, self.stats
-        yield _counter(f"{p}_records", "Records consumed.", [((), s.total)])
-        yield _counter(f"{p}_skipped_path", "Records skipped by the path allow-list.",
-                       [((), s.skipped_path)])  # fmt: skip
-        yield _gauge(f"{p}_in_flight", "Sends under way.", [((), s.in_flight)])
-        yield _counter(f"{p}_sent", "Sends per arm.", [((a,), x.sent) for a, x in s.arms.items()],
-                       ["arm"])  # fmt: skip
-        yield _counter(f"{p}_ok", "Successful responses per arm.",
-                       [((a,), x.ok) for a, x in s.arms.items()], ["arm"])  # fmt: skip
-        yield _counter(
-            f"{p}_errors",
-            "Errors per arm and class.",
-            [((a, e), n) for a, x in s.arms.items() for e, n in x.errors.items()],
-            ["arm", "error"],
+        await fanout.write(item, "production", record.captured_at / 1e9, production, 0)
+        await fanout.acquire()
+        await fanout.dispatch(
+            item, ["candidate"], due=time.perf_counter(), scheduled_at=arrived, lag_ms=0.0
         )
-        yield _counter(f"{p}_cost_usd", "Priced cost per arm.",
-                       [((a,), x.cost_usd) for a, x in s.arms.items()], ["arm"])  # fmt: skip
-        for q in (50, 99):
-            values = [
-                ((a,), value)
-                for a, x in s.arms.items()
-                if (value := x.latency_percentile(q, last=5000)) is not None
-            ]
-            yield _gauge(f"{p}_latency_p{q}_ms", f"Latency p{q} over the last 5,000 sends.",
-                         values, ["arm"])  # fmt: skip
-
-
-def _counter(
-    name: str,
-    doc: str,
-    samples: Iterable[tuple[tuple[str, ...], float]],
-    labels: list[str] | None = None,
-) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, doc, labels=labels or [])
-    for label_values, value in samples:
-        family.add_metric(list(label_values), value)
-    return family
-
-
-def _gauge(
-    name: str,
-    doc: str,
-    samples: Iterable[tuple[tuple[str, ...], float]],
-    labels: list[str] | None = None,
-) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, doc, labels=labels or [])
-    for label_values, value in samples:
-        family.add_metric(list(label_values), value)
-    return family
-
-
-def metrics_registry(stats: ReplayStats) -> CollectorRegistry:
-    """A registry exposing ``stats`` (serve it with prometheus_client.start_http_server)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StatsCollector(stats))
-    return registry

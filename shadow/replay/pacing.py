@@ -1,9 +1,9 @@
 """When each request is sent: recorded and synthetic schedules, and an absolute-deadline pacer.
 
 A *schedule* is a float64 array of offsets in seconds from the replay's start, one per request,
-non-decreasing for sorted input. Replay is open loop (DESIGN.md, "Pacing"): request *i* is due at
-``start + offset_i`` whatever happened to earlier requests, and its lag (``sent_at − scheduled_at``)
-is measured, not hidden.
+non-decreasing for sorted input. Replay is open loop (docs/architecture.md, "Pacing"): request
+*i* is due at ``start + offset_i`` whatever happened to earlier requests, and its lag
+(``sent_at − scheduled_at``) is measured, not hidden.
 
 - :func:`recorded_schedule` replays captured traffic at its recorded rate × ``speed``.
 - :func:`synthetic_schedule` makes constant, Poisson or gamma (bursty) arrivals at a given rate,
@@ -54,19 +54,19 @@ def _shown(value: object) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _bad(flag: str, value: object, fix: str) -> UsageError:
-    return _bad_text(flag, _shown(value), fix)
+def _bad(setting: str, value: object, fix: str) -> UsageError:
+    return _bad_text(setting, _shown(value), fix)
 
 
-def _bad_text(flag: str, shown: str, fix: str) -> UsageError:
-    return UsageError(f"{flag} has value {shown}; {fix}")
+def _bad_text(setting: str, shown: str, fix: str) -> UsageError:
+    return UsageError(f"{setting} has value {shown}; {fix}", setting=setting)
 
 
-def _require_positive(flag: str, value: float) -> None:
+def _require_positive(setting: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad(flag, value, "it must be a number > 0")
+        raise _bad(setting, value, "it must be a number > 0")
     if not (math.isfinite(value) and value > 0):
-        raise _bad(flag, value, "it must be > 0")
+        raise _bad(setting, value, "it must be > 0")
 
 
 def recorded_schedule(
@@ -90,7 +90,7 @@ def recorded_schedule(
             share at offset 0. A timestamp before the origin gets a negative offset: it is
             due immediately.
     """
-    _require_positive("--speed", speed)
+    _require_positive("speed", speed)
     stamps = np.asarray(captured_at_ns)
     if stamps.size == 0:
         return np.zeros(0, dtype=np.float64)
@@ -147,15 +147,15 @@ def synthetic_schedule(
         ramp: ``(start_rate, end_rate, seconds)`` (``--ramp``), see above.
     """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
-        raise _bad("--requests", n, "it must be a whole number >= 0")
-    _require_positive("--rate", rate)
+        raise _bad("requests", n, "it must be a whole number >= 0")
+    _require_positive("rate", rate)
     if arrival not in _ARRIVALS:
-        raise _bad("--arrival", arrival, "it must be one of " + ", ".join(map(repr, _ARRIVALS)))
-    _require_positive("--burstiness", burstiness)
+        raise _bad("arrival", arrival, "it must be one of " + ", ".join(map(repr, _ARRIVALS)))
+    _require_positive("burstiness", burstiness)
     if arrival != "gamma" and burstiness != 1.0:
-        raise _bad("--burstiness", burstiness, "it only applies to --arrival gamma")
+        raise _bad("burstiness", burstiness, "it only applies to gamma arrivals")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise _bad("--seed", seed, "it must be a whole number >= 0")
+        raise _bad("seed", seed, "it must be a whole number >= 0")
     if ramp is not None:
         _check_ramp(ramp)
 
@@ -168,20 +168,20 @@ def synthetic_schedule(
 
 def _check_ramp(ramp: Sequence[float]) -> None:
     if isinstance(ramp, str | bytes) or not isinstance(ramp, Sequence):
-        raise _bad("--ramp", ramp, "give START_RATE,END_RATE,SECONDS")
+        raise _bad("ramp", ramp, "give START_RATE,END_RATE,SECONDS")
     shown = "(" + ", ".join(_shown(x) for x in ramp) + ")"
     numbers = all(isinstance(x, int | float) and not isinstance(x, bool) for x in ramp)
     if len(ramp) != 3 or not numbers:
-        raise _bad_text("--ramp", shown, "give three numbers: START_RATE,END_RATE,SECONDS")
+        raise _bad_text("ramp", shown, "give three numbers: START_RATE,END_RATE,SECONDS")
     start_rate, end_rate, seconds = ramp
     if not all(math.isfinite(x) for x in ramp):
-        raise _bad_text("--ramp", shown, "every part must be a finite number")
+        raise _bad_text("ramp", shown, "every part must be a finite number")
     if start_rate < 0:
-        raise _bad_text("--ramp", shown, "its start rate must be >= 0")
+        raise _bad_text("ramp", shown, "its start rate must be >= 0")
     if end_rate <= 0:
-        raise _bad_text("--ramp", shown, "its end rate must be > 0")
+        raise _bad_text("ramp", shown, "its end rate must be > 0")
     if seconds <= 0:
-        raise _bad_text("--ramp", shown, "its duration in seconds must be > 0")
+        raise _bad_text("ramp", shown, "its duration in seconds must be > 0")
 
 
 def _unit_arrivals(
@@ -235,7 +235,7 @@ def start_at_epoch(epoch_seconds: float, *, loop: asyncio.AbstractEventLoop | No
 
     Must be called with a running loop unless ``loop`` is given.
     """
-    flag = "--start-at"
+    flag = "start_at"
     if isinstance(epoch_seconds, bool) or not isinstance(epoch_seconds, int | float):
         raise _bad(flag, epoch_seconds, "give seconds since the Unix epoch")
     if not (math.isfinite(epoch_seconds) and epoch_seconds > 0):

@@ -2,8 +2,8 @@
 
 ``cost = (uncached prompt × input + cached × cached_input + completion × output) / 1e6`` USD,
 where the cached tokens are the part of the prompt tokens the provider served from its prompt
-cache (billed at ``cached_input`` when the model has one, else at ``input``). DESIGN.md,
-"Metric definitions": failed and retried attempts keep their cost.
+cache (billed at ``cached_input`` when the model has one, else at ``input``). As
+docs/architecture.md, "Metric definitions" says, failed and retried attempts keep their cost.
 
 A response's model name is matched to a price in this order, the first hit winning:
 

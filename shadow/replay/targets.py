@@ -13,8 +13,9 @@ Request transforms, per arm (``[arms.NAME]`` in shadow.toml):
 - ``headers`` are added, ``body_overrides`` set top-level (or dotted) JSON keys;
 - a request that streamed asks for ``stream_options.include_usage`` so usage is measured.
 
-Timing follows DESIGN.md: ``latency_ms`` and ``ttft_ms`` count from the *due* time (a late
-send counts against the system: no coordinated omission); ``service_ms`` from the actual send.
+Timing follows docs/architecture.md, "Metric definitions": ``latency_ms`` and ``ttft_ms`` count
+from the *due* time (a late send counts against the system: no coordinated omission);
+``service_ms`` from the actual send.
 """
 
 from __future__ import annotations
@@ -32,19 +33,21 @@ import msgspec
 from shadow.config import ArmConfig
 from shadow.errors import ConfigError
 from shadow.trace.record import TraceRecord
-from shadow.wire.sse import reassemble
+from shadow.wire.credentials import ACCOUNT_HEADERS, CREDENTIAL_HEADERS
+from shadow.wire.sse import is_event_stream, reassemble
 from shadow.wire.usage import extract_usage, output_text
 
 __all__ = ["Attempt", "HttpTarget", "Target", "build_request"]
 
-_DROP = frozenset(
-    {
-        "host", "content-length", "connection", "keep-alive", "transfer-encoding", "upgrade",
-        "te", "trailer", "proxy-connection", "expect", "accept-encoding",
-        # credentials: never replayed
-        "authorization", "proxy-authorization", "cookie", "x-api-key", "api-key",
-        "x-goog-api-key", "openai-organization", "openai-project",
-    }
+_DROP = (
+    frozenset(
+        {
+            "host", "content-length", "connection", "keep-alive", "transfer-encoding", "upgrade",
+            "te", "trailer", "proxy-connection", "expect", "accept-encoding",
+        }
+    )
+    | CREDENTIAL_HEADERS  # credentials and production's account: never replayed
+    | ACCOUNT_HEADERS
 )  # fmt: skip
 
 
@@ -191,14 +194,14 @@ class HttpTarget:
                 allow_redirects=False,
             ) as resp:
                 attempt.status = resp.status
-                if resp.content_type == "text/event-stream":
+                if is_event_stream(resp.content_type):
                     async for chunk in resp.content.iter_any():
                         chunks.append(((time.perf_counter() - due) * 1000.0, chunk))
                 else:
                     body = await resp.read()
         except (TimeoutError, asyncio.TimeoutError):  # noqa: UP041 (aiohttp raises either)
             attempt.error = "timeout"
-            # A timeout counts at its timeout value (DESIGN.md, percentiles).
+            # A timeout counts at its timeout value (docs/architecture.md, "Metric definitions").
             attempt.latency_ms = (started - due) * 1000.0 + self.config.timeout_s * 1000.0
             attempt.service_ms = self.config.timeout_s * 1000.0
             return attempt

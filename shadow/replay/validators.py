@@ -1,9 +1,10 @@
 """What makes a response a *success* beyond 2xx: the configured validators.
 
-DESIGN.md: ok = 2xx, the body parses, and every configured validator passes. Validators run on
-the output text: ``non_empty``, ``max_chars``, ``refusal_patterns`` (regular expressions that
-mark a refusal or an error message dressed as an answer) and ``json_schema`` (the output must
-be JSON that the schema accepts, for JSON-mode pipelines).
+docs/architecture.md, "Metric definitions": ok = 2xx, the body parses, and every configured
+validator passes. Validators run on the output text: ``non_empty``, ``max_chars``,
+``refusal_patterns`` (regular expressions that mark a refusal or an error message dressed as an
+answer) and ``json_schema`` (the output must be JSON that the schema accepts, for JSON-mode
+pipelines).
 """
 
 from __future__ import annotations

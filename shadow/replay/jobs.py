@@ -1,0 +1,245 @@
+"""A replay or a live mirror, end to end: a job's settings in, its outcome out.
+
+What ``shadow replay`` and ``shadow mirror`` run once they have turned flags and config into
+a :class:`ReplayJob` or a :class:`MirrorJob`. Each job runs inside a
+:class:`~shadow.replay.session.RunSession`, so its status is written however it ends. The
+caller watches the run through ``watch``: an async context manager factory entered around the
+run with the :class:`~shadow.replay.replayer.Replayer` (or
+:class:`~shadow.replay.mirror.Mirror`), where the CLI installs its signal handlers and the live
+display and calls ``request_stop`` / ``force_stop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from shadow.config import ArmConfig, ReplayConfig, SafetyConfig, ValidatorsConfig
+from shadow.errors import UsageError
+from shadow.replay.arms import replay_arms, replay_targets
+from shadow.replay.breaker import CircuitBreaker
+from shadow.replay.mirror import Mirror
+from shadow.replay.pacing import start_at_epoch
+from shadow.replay.plan import DryRun, Pacing, ReplayPlan
+from shadow.replay.pricing import PricingTable
+from shadow.replay.replayer import Replayer
+from shadow.replay.session import RunSession, RunStatus, new_mirror_run_id, new_run_id
+from shadow.replay.sources import load_sorted
+from shadow.replay.stats import ReplayStats
+from shadow.replay.targets import HttpTarget
+from shadow.replay.validators import Validators
+
+__all__ = ["MirrorJob", "MirrorOutcome", "ReplayJob", "ReplayOutcome", "run_mirror", "run_replay"]
+
+ReplayWatch = Callable[[Replayer], AbstractAsyncContextManager[object]]
+MirrorWatch = Callable[[Mirror], AbstractAsyncContextManager[object]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayJob:
+    """Everything one replay needs, resolved from flags and config.
+
+    Args:
+        source: a trace file or ``kafka://BOOTSTRAP/TOPIC`` (read up to its current end).
+        out: the results store (a DuckDB file, or ``DIR/`` for Parquet parts).
+        arms: the ``baseline`` and ``candidate`` arms.
+        pacing: when records are due (its ``speed`` wins over ``replay.speed``).
+        shard: ``(index, count)``: send only every ``count``-th record from ``index``.
+        run_id: the run's id (default: a new one); with ``resume``, the run to continue.
+        start_at: epoch seconds to start at (several replayers at once); None: now.
+        run_config: what the store records as the run's configuration.
+    """
+
+    source: str
+    out: str
+    arms: Mapping[str, ArmConfig]
+    pricing: PricingTable
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    validators: ValidatorsConfig = field(default_factory=ValidatorsConfig)
+    pacing: Pacing = field(default_factory=Pacing)
+    limit: int | None = None
+    from_time_ns: int | None = None
+    to_time_ns: int | None = None
+    group_id: str | None = None
+    shard: tuple[int, int] | None = None
+    run_id: str | None = None
+    resume: bool = False
+    start_at: float | None = None
+    grace_s: float = 30.0
+    dead_letter: str | None = None
+    run_config: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.resume and not self.run_id:
+            raise ValueError("a resumed replay needs the run_id of the run it continues")
+        missing = {"baseline", "candidate"} - set(self.arms)
+        if missing:
+            raise ValueError(f"arms lacks {', '.join(sorted(missing))}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayOutcome:
+    """How a replay went: its status and summary, or the dry run's plan."""
+
+    run_id: str
+    dead_letter_count: int
+    dead_letter_path: str
+    stats: ReplayStats | None = None
+    """None for a dry run."""
+    status: RunStatus | None = None
+    summary: dict[str, object] = field(default_factory=dict)
+    """The run's counts plus ``out`` and ``dead_letter`` (the JSON summary)."""
+    dry_run: DryRun | None = None
+
+
+async def run_replay(
+    job: ReplayJob, *, dry_run: bool = False, watch: ReplayWatch | None = None
+) -> ReplayOutcome:
+    """Load, plan and replay ``job``; with ``dry_run`` return the plan and send nothing.
+
+    Raises:
+        UsageError: the source holds no valid records (and whatever opening it raises).
+        UnknownRunError: ``job.resume`` names a run with no results in ``job.out``.
+    """
+    replay = job.replay
+    session = RunSession(
+        job.source,
+        out=job.out,
+        dead_letter=job.dead_letter,
+        group_id=job.group_id,
+        limit=job.limit,
+        from_time_ns=job.from_time_ns,
+        to_time_ns=job.to_time_ns,
+        batch_rows=replay.batch_rows,
+    )
+    async with session:
+        items = await load_sorted(session.source, limit=job.limit)
+        if not items:
+            raise UsageError(f"{job.source} holds no valid records to replay")
+        arms = replay_arms(repeat_baseline=replay.repeat_baseline)
+        plan = ReplayPlan.build(items, pacing=job.pacing, arms=arms)
+        if job.shard is not None:
+            plan = plan.shard(*job.shard)
+        run_id = job.run_id or new_run_id()
+        if dry_run:
+            return ReplayOutcome(
+                run_id=run_id,
+                dead_letter_count=session.dead_letter.count,
+                dead_letter_path=str(session.dead_letter.path),
+                dry_run=plan.dry_run(replay.allowed_paths),
+            )
+        validators = Validators(job.validators)
+        loop = asyncio.get_running_loop()
+        start = start_at_epoch(job.start_at, loop=loop) if job.start_at else None
+        targets = replay_targets(job.arms, repeat_baseline=replay.repeat_baseline)
+        done = session.begin(
+            run_id, arms=arms, config=job.run_config, targets=targets, resume=job.resume
+        )
+        plan = plan.resume(done)
+        replayer = Replayer(
+            run_id=run_id,
+            items=plan.items,
+            offsets=list(plan.offsets),
+            targets=session.targets,
+            writer=session.writer,
+            pricing=job.pricing,
+            validators=validators,
+            breakers={name: CircuitBreaker.from_config(job.safety) for name in session.targets},
+            allowed_paths=replay.allowed_paths,
+            max_in_flight=replay.max_in_flight,
+            max_cost_usd=job.safety.max_cost_usd,
+            retries=replay.retries,
+            done=done,
+            source=session.source,
+            start=start,
+            grace_s=job.grace_s,
+        )
+        session.track(replayer.stats)
+        async with watch(replayer) if watch else contextlib.nullcontext():
+            await replayer.run()
+    return ReplayOutcome(
+        run_id=run_id,
+        dead_letter_count=session.dead_letter.count,
+        dead_letter_path=str(session.dead_letter.path),
+        stats=replayer.stats,
+        status=session.status,
+        summary=session.summary | {"out": job.out, "dead_letter": session.dead_letter.count},
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class MirrorJob:
+    """Everything one live mirror needs, resolved from flags and config.
+
+    Args:
+        source: ``kafka://BOOTSTRAP/TOPIC``, followed until the mirror is stopped.
+        candidate: the arm every new record goes to.
+        group_id: the Kafka consumer group (several mirrors split the partitions).
+    """
+
+    source: str
+    out: str
+    candidate: ArmConfig
+    pricing: PricingTable
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    validators: ValidatorsConfig = field(default_factory=ValidatorsConfig)
+    group_id: str | None = "shadow-mirror"
+    run_id: str | None = None
+    grace_s: float = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class MirrorOutcome:
+    """How a mirror went."""
+
+    run_id: str
+    stats: ReplayStats
+    status: RunStatus | None
+    summary: dict[str, object]
+    """The run's counts, as written to the store (the JSON summary)."""
+
+
+async def run_mirror(job: MirrorJob, *, watch: MirrorWatch | None = None) -> MirrorOutcome:
+    """Mirror ``job.source`` to the candidate until stopped (through ``watch``)."""
+    run_id = job.run_id or new_mirror_run_id()
+    session = RunSession(
+        job.source,
+        out=job.out,
+        group_id=job.group_id,
+        follow=True,
+        batch_rows=job.replay.batch_rows,
+        flush_interval_s=1.0,
+    )
+    validators = Validators(job.validators)
+    async with session:
+        session.begin(
+            run_id,
+            arms=["production", "candidate"],
+            config={"candidate": job.candidate.url},
+            targets={"candidate": HttpTarget("candidate", job.candidate)},
+        )
+        mirror = Mirror(
+            run_id=run_id,
+            source=session.source,
+            targets=session.targets,
+            writer=session.writer,
+            pricing=job.pricing,
+            validators=validators,
+            breakers={"candidate": CircuitBreaker.from_config(job.safety)},
+            allowed_paths=job.replay.allowed_paths,
+            max_in_flight=job.replay.max_in_flight,
+            max_cost_usd=job.safety.max_cost_usd,
+            grace_s=job.grace_s,
+        )
+        session.track(mirror.stats, live=True)
+        async with watch(mirror) if watch else contextlib.nullcontext():
+            await mirror.run()
+    return MirrorOutcome(
+        run_id=run_id, stats=mirror.stats, status=session.status, summary=session.summary
+    )

@@ -1,0 +1,80 @@
+"""A run's live figures as Prometheus metrics (``shadow mirror`` serves them on ``/metrics``).
+
+The collector reads :class:`~shadow.replay.stats.ReplayStats` at scrape time, so nothing is
+counted twice and the hot path does no metric bookkeeping of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from shadow.replay.stats import ReplayStats
+
+__all__ = ["StatsCollector", "metrics_registry"]
+
+_Samples = Iterable[tuple[tuple[str, ...], float]]
+
+
+class StatsCollector(Collector):
+    """Exposes a run's live figures to Prometheus (read at scrape time, no double counting)."""
+
+    def __init__(self, stats: ReplayStats, prefix: str = "shadow_mirror") -> None:
+        self.stats = stats
+        self.prefix = prefix
+
+    def collect(self) -> Iterator[Any]:
+        p, s = self.prefix, self.stats
+        yield _counter(f"{p}_records", "Records consumed.", [((), s.total)])
+        yield _counter(f"{p}_skipped_path", "Records skipped by the path allow-list.",
+                       [((), s.skipped_path)])  # fmt: skip
+        yield _gauge(f"{p}_in_flight", "Sends under way.", [((), s.in_flight)])
+        yield _counter(f"{p}_sent", "Sends per arm.", [((a,), x.sent) for a, x in s.arms.items()],
+                       ["arm"])  # fmt: skip
+        yield _counter(f"{p}_ok", "Successful responses per arm.",
+                       [((a,), x.ok) for a, x in s.arms.items()], ["arm"])  # fmt: skip
+        yield _counter(
+            f"{p}_errors",
+            "Errors per arm and class.",
+            [((a, e), n) for a, x in s.arms.items() for e, n in x.errors.items()],
+            ["arm", "error"],
+        )
+        yield _counter(f"{p}_cost_usd", "Priced cost per arm.",
+                       [((a,), x.cost_usd) for a, x in s.arms.items()], ["arm"])  # fmt: skip
+        for q in (50, 99):
+            values = [
+                ((a,), value)
+                for a, x in s.arms.items()
+                if (value := x.latency_percentile(q, last=5000)) is not None
+            ]
+            yield _gauge(f"{p}_latency_p{q}_ms", f"Latency p{q} over the last 5,000 sends.",
+                         values, ["arm"])  # fmt: skip
+
+
+def _counter(
+    name: str, doc: str, samples: _Samples, labels: list[str] | None = None
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=labels or [])
+    for label_values, value in samples:
+        family.add_metric(list(label_values), value)
+    return family
+
+
+def _gauge(
+    name: str, doc: str, samples: _Samples, labels: list[str] | None = None
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=labels or [])
+    for label_values, value in samples:
+        family.add_metric(list(label_values), value)
+    return family
+
+
+def metrics_registry(stats: ReplayStats) -> CollectorRegistry:
+    """A registry exposing ``stats`` (serve it with prometheus_client.start_http_server)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatsCollector(stats))
+    return registry

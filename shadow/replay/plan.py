@@ -1,0 +1,157 @@
+"""What a replay will send and when: the schedule, its shard, its resumed remainder, a dry run.
+
+A :class:`ReplayPlan` pairs the loaded records (sorted by ``captured_at``) with their due
+offsets, from the recorded gaps / speed or from a synthetic arrival process
+(:mod:`shadow.replay.pacing`). Several processes split one schedule with :meth:`~ReplayPlan.shard`
+(each keeps every N-th record and its offset, so with the same start they share one global
+rate); a resumed run keeps what is left with :meth:`~ReplayPlan.resume`, re-timed to start now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from shadow.errors import UsageError
+from shadow.replay.pacing import Arrival, recorded_schedule, synthetic_schedule
+from shadow.replay.sources import SourceItem
+from shadow.replay.targets import redacted_headers
+
+__all__ = ["DryRun", "DryRunRow", "Pacing", "ReplayPlan"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Pacing:
+    """How records are timed: recorded gaps / ``speed``, or synthetic arrivals at ``rate``/s.
+
+    Synthetic arrivals apply when ``rate`` or ``ramp`` is given (a ramp alone starts at 1/s).
+    Values are checked when the offsets are computed (:mod:`shadow.replay.pacing`'s errors
+    name the setting: ``rate has value 0; it must be > 0``).
+    """
+
+    speed: float = 1.0
+    rate: float | None = None
+    arrival: Arrival = "poisson"
+    burstiness: float = 1.0
+    ramp: tuple[float, float, float] | None = None
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether recorded times are ignored (load-test mode)."""
+        return self.rate is not None or self.ramp is not None
+
+    def offsets(self, items: Sequence[SourceItem]) -> npt.NDArray[np.float64]:
+        """The due offset of each item, in seconds from the start."""
+        if self.synthetic:
+            return synthetic_schedule(
+                len(items),
+                rate=self.rate if self.rate is not None else 1.0,
+                arrival=self.arrival,
+                burstiness=self.burstiness,
+                ramp=self.ramp,
+            )
+        return recorded_schedule([i.record.captured_at for i in items], speed=self.speed)
+
+
+@dataclass(frozen=True, slots=True)
+class DryRunRow:
+    """One record a dry run would send."""
+
+    offset_s: float
+    trace_id: str
+    path: str
+    slices: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DryRun:
+    """What a replay would send, without sending anything."""
+
+    rows: list[DryRunRow]
+    skipped: int
+    """Records whose path the allow-list refuses."""
+    arms: tuple[str, ...]
+    duration_s: float
+    headers_dropped: list[str]
+    """Captured headers (of the first record) that are never replayed."""
+
+    def lines(self) -> list[str]:
+        """The plan as the text ``shadow replay --dry-run`` prints: a table, then a total."""
+        lines = [f"{'due (s)':>10}  {'trace_id':<32} {'path':<24} {'slices'}"]
+        lines += [
+            f"{r.offset_s:>10.3f}  {r.trace_id:<32} {r.path:<24} {r.slices}" for r in self.rows
+        ]
+        lines.append(
+            f"{len(self.rows)} records to {', '.join(self.arms)} over {self.duration_s:.1f} s; "
+            f"{self.skipped} skipped (path not allowed); "
+            f"headers not replayed: {', '.join(self.headers_dropped) or '-'}"
+        )
+        return lines
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayPlan:
+    """The records of a replay, their due offsets (seconds) and the arms each goes to."""
+
+    items: Sequence[SourceItem]
+    offsets: npt.NDArray[np.float64]
+    arms: tuple[str, ...]
+
+    @classmethod
+    def build(
+        cls, items: Sequence[SourceItem], *, pacing: Pacing, arms: Sequence[str]
+    ) -> ReplayPlan:
+        """Time ``items`` (sorted by ``captured_at``) by ``pacing``."""
+        return cls(items, pacing.offsets(items), tuple(arms))
+
+    def shard(self, index: int, count: int) -> ReplayPlan:
+        """Records ``index``, ``index + count``, ... with their offsets unchanged."""
+        if not 0 <= index < count:
+            raise UsageError(
+                f"shard has value {index}/{count}; it must be I/N with 0 <= I < N",
+                setting="shard",
+            )
+        return ReplayPlan(self.items[index::count], self.offsets[index::count], self.arms)
+
+    def resume(self, done: set[tuple[str, str]]) -> ReplayPlan:
+        """What is left after ``done`` (trace, arm) pairs keeps its relative timing, from now.
+
+        The first record with an arm still to send becomes due at offset 0; earlier ones,
+        already answered, are skipped by the replayer.
+        """
+        if not done:
+            return self
+        remaining = [
+            i
+            for i, item in enumerate(self.items)
+            if any((item.record.trace_id, arm) not in done for arm in self.arms)
+        ]
+        if not remaining:
+            return self
+        offsets = self.offsets - self.offsets[remaining[0]]
+        offsets[offsets < 0] = 0.0
+        return ReplayPlan(self.items, offsets, self.arms)
+
+    def dry_run(self, allowed_paths: Sequence[str] = ()) -> DryRun:
+        """What this plan would send, given the path allow-list."""
+        allowed = tuple(allowed_paths)
+        rows: list[DryRunRow] = []
+        skipped = 0
+        for item, offset in zip(self.items, self.offsets, strict=True):
+            record = item.record
+            if allowed and not record.request.path.startswith(allowed):
+                skipped += 1
+                continue
+            slices = ",".join(f"{k}={v}" for k, v in sorted(record.slices.items()))
+            rows.append(DryRunRow(float(offset), record.trace_id, record.request.path, slices))
+        first = self.items[0].record.request.headers if self.items else {}
+        return DryRun(
+            rows=rows,
+            skipped=skipped,
+            arms=self.arms,
+            duration_s=float(self.offsets[-1]) if len(self.offsets) else 0.0,
+            headers_dropped=redacted_headers(first),
+        )

@@ -1,0 +1,331 @@
+"""The fan-out: one record to each of its arms, every send its own task, under the run's rails.
+
+Shared by the :class:`~shadow.replay.replayer.Replayer` (paced, from a loaded list) and the
+:class:`~shadow.replay.mirror.Mirror` (live, from a topic): they decide *when* a record is due,
+:class:`FanOut` does the rest. Per send: the arm's circuit breaker (skip and count while
+open), the budget cap on the priced cost (stop the run once reached), retries (off by
+default; every attempt is a row, with its cost), the validators (what makes a 2xx a success),
+pricing, the result row and the running stats. Once every arm of a record has finished, the
+record's source position becomes committable; positions are committed only after the results
+that hold them are durable.
+
+Every send task belongs to one :class:`asyncio.TaskGroup`: an exception in a send is never
+dropped, it cancels the run and surfaces from :meth:`FanOut.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from shadow.replay.breaker import CircuitBreaker
+from shadow.replay.pricing import PricingTable
+from shadow.replay.sources import SourceItem, TraceSource
+from shadow.replay.stats import ReplayStats
+from shadow.replay.targets import Attempt, Target
+from shadow.replay.validators import Validators
+from shadow.results.rows import ResultRow, TraceRow
+from shadow.results.writer import AsyncResultsWriter
+from shadow.trace.record import TraceRecord
+
+__all__ = ["FanOut"]
+
+log = logging.getLogger("shadow.replay.scheduler")
+
+_LATE_MS = 5.0
+"""A send whose lag exceeds this is counted as late."""
+_RETRYABLE = frozenset({"timeout", "connect", "http_5xx"})
+_COMMIT_EVERY_S = 5.0
+
+
+class FanOut:
+    """Sends records to arms as their schedulers dispatch them (see the module docstring).
+
+    Args:
+        stats: the run's figures; the fan-out updates them as sends start and finish.
+        targets: the arms that can be sent to, by name.
+        breakers: a circuit breaker per arm name (arms without one are never skipped).
+        allowed_paths: path prefixes that are sent (empty: every path).
+        max_in_flight: at most this many sends under way; :meth:`acquire` waits for a slot.
+        max_cost_usd: stop the run once the priced cost of all attempts reaches this.
+        retries: extra attempts after a timeout, connection error, 5xx or 429.
+        source: where committable positions are committed (after the results are durable).
+        grace_s: after a stop request, how long sends under way get to finish.
+        on_result: called with every result row, after it is handed to the writer.
+    """
+
+    def __init__(
+        self,
+        *,
+        stats: ReplayStats,
+        targets: Mapping[str, Target],
+        writer: AsyncResultsWriter,
+        pricing: PricingTable,
+        validators: Validators | None = None,
+        breakers: Mapping[str, CircuitBreaker] | None = None,
+        allowed_paths: Sequence[str] = (),
+        max_in_flight: int = 10_000,
+        max_cost_usd: float | None = None,
+        retries: int = 0,
+        source: TraceSource | None = None,
+        grace_s: float = 30.0,
+        on_result: Callable[[ResultRow], None] | None = None,
+    ) -> None:
+        self.stats = stats
+        self.run_id = stats.run_id
+        self.targets = targets
+        self.writer = writer
+        self.pricing = pricing
+        self.validators = validators or Validators()
+        self.breakers = dict(breakers or {})
+        self.allowed = tuple(allowed_paths)
+        self.max_cost_usd = max_cost_usd
+        self.retries = retries
+        self.source = source
+        self.grace_s = grace_s
+        self.on_result = on_result
+        self._stop = asyncio.Event()
+        self._group: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._keys = itertools.count()
+        self._outstanding: dict[int, int] = {}
+        self._completed: list[tuple[str, int, int]] = []
+
+    # -- control ------------------------------------------------------------------------------
+
+    def stop_requested(self) -> bool:
+        """True once :meth:`request_stop` (or the budget) stopped the run."""
+        return self._stop.is_set()
+
+    async def wait_stop(self) -> None:
+        """Return once a stop is requested."""
+        await self._stop.wait()
+
+    def request_stop(self) -> None:
+        """Stop scheduling; sends already under way finish within the grace period."""
+        self.stats.stopped_early = True
+        self._stop.set()
+
+    def force_stop(self) -> None:
+        """Stop now: cancel every send under way (results so far are still written)."""
+        self.request_stop()
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- the run ------------------------------------------------------------------------------
+
+    async def run(self, schedule: Callable[[], Awaitable[None]]) -> ReplayStats:
+        """Run ``schedule`` (which dispatches records), wait for the sends, flush the results.
+
+        Returns the stats. An exception in ``schedule`` or in any send cancels the others and
+        is raised here (a lone exception as itself, several distinct ones as a group); the
+        results written so far are flushed either way.
+        """
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                committer = group.create_task(self._commit_periodically(), name="commit")
+                try:
+                    await schedule()
+                    await self._drain()
+                finally:
+                    self._group = None
+                    committer.cancel()
+        except BaseExceptionGroup as group_error:
+            _raise_unwrapped(group_error)
+        finally:
+            self.stats.ended = time.monotonic()
+            await self._commit_durable()
+        return self.stats
+
+    async def _drain(self) -> None:
+        """After a stop request, give the sends under way ``grace_s``, then cancel the rest."""
+        if self._tasks and self._stop.is_set():
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.grace_s)
+            for task in pending:
+                task.cancel()
+
+    # -- what a scheduler calls ---------------------------------------------------------------
+
+    def admits(self, record: TraceRecord) -> bool:
+        """Whether the path allow-list lets ``record`` through (a skip is counted)."""
+        if self.allowed and not record.request.path.startswith(self.allowed):
+            self.stats.skipped_path += 1
+            return False
+        return True
+
+    async def acquire(self) -> None:
+        """Take one send slot; waits while ``max_in_flight`` sends are under way."""
+        await self._slots.acquire()
+
+    async def add_trace(self, record: TraceRecord) -> None:
+        """Hand the record's trace row to the writer (once per record, before its results)."""
+        await self.writer.add([], [TraceRow.from_record(record, run_id=self.run_id)])
+
+    async def dispatch(
+        self,
+        item: SourceItem,
+        arms: Sequence[str],
+        *,
+        due: float,
+        scheduled_at: float,
+        lag_ms: float,
+    ) -> None:
+        """Start one send per arm; the caller holds one slot (:meth:`acquire`), the rest are
+        taken here, one per further arm.
+
+        Args:
+            due: ``time.perf_counter()`` value the sends were due at (latency counts from it).
+            scheduled_at: epoch seconds of the due time, as written in the result rows.
+            lag_ms: how late the first send leaves (recorded; counted as late above 5 ms).
+        """
+        group = self._group
+        if group is None:
+            raise RuntimeError("FanOut.dispatch() is only valid while FanOut.run() runs")
+        self.stats.lags_ms.append(lag_ms)
+        if lag_ms > _LATE_MS:
+            self.stats.late += 1
+        self.stats.scheduled += 1
+        key = next(self._keys)
+        self._outstanding[key] = len(arms)
+        for n, arm in enumerate(arms):
+            if n:  # one slot per send; the caller took the first before measuring the lag
+                await self._slots.acquire()
+            task = group.create_task(self._send(item, arm, due, scheduled_at), name=f"send:{arm}")
+            self._tasks.add(task)
+            self.stats.in_flight += 1
+            task.add_done_callback(functools.partial(self._finished, key, item, arm))
+
+    async def write(
+        self, item: SourceItem, arm: str, scheduled_at: float, attempt: Attempt, attempt_no: int
+    ) -> bool:
+        """Judge, price and count one attempt, and hand its result row to the writer.
+
+        Returns whether the attempt is a success (2xx, parsed, every validator passes).
+        """
+        reason = None
+        if attempt.http_ok:
+            reason = self.validators.check(attempt.output_text)
+        ok = attempt.http_ok and reason is None
+        error = attempt.error or reason
+        cost = None
+        if attempt.prompt_tokens is not None or attempt.completion_tokens is not None:
+            cost = self.pricing.cost(
+                attempt.model,
+                attempt.prompt_tokens or 0,
+                attempt.completion_tokens or 0,
+                attempt.cached_tokens or 0,
+            )
+        stats = self.stats.arm(arm)
+        if attempt.sent_at is not None:
+            stats.sent += 1
+            stats.ok += ok
+            if attempt.latency_ms is not None:
+                stats.latencies_ms.append(attempt.latency_ms)
+        if error is not None:
+            stats.count_error(error)
+        stats.cost_usd += cost or 0.0
+        record = item.record
+        row = ResultRow(
+            run_id=self.run_id,
+            trace_id=record.trace_id,
+            arm=arm,
+            attempt=attempt_no,
+            slices=dict(record.slices),
+            scheduled_at=scheduled_at,
+            sent_at=attempt.sent_at,
+            ttft_ms=attempt.ttft_ms,
+            latency_ms=attempt.latency_ms,
+            service_ms=attempt.service_ms,
+            status=attempt.status,
+            ok=ok,
+            error=error,
+            model=attempt.model,
+            prompt_tokens=attempt.prompt_tokens,
+            completion_tokens=attempt.completion_tokens,
+            cached_tokens=attempt.cached_tokens,
+            cost_usd=cost,
+            output_text=attempt.output_text,
+            chunk_offsets_ms=attempt.chunk_offsets_ms,
+        )
+        await self.writer.add([row])
+        if self.on_result is not None:
+            self.on_result(row)
+        return ok
+
+    # -- one send -----------------------------------------------------------------------------
+
+    async def _send(self, item: SourceItem, arm: str, due: float, scheduled_at: float) -> None:
+        target = self.targets[arm]
+        breaker = self.breakers.get(arm)
+        stats = self.stats.arm(arm)
+        for attempt_no in range(self.retries + 1):
+            if breaker is not None and not breaker.allow():
+                stats.skipped += 1
+                await self.write(item, arm, scheduled_at, Attempt(error="skipped_breaker"), 0)
+                return
+            if self.max_cost_usd is not None and self.stats.cost_usd >= self.max_cost_usd:
+                if not self.stats.budget_exhausted:
+                    log.warning("budget of %.2f USD reached; stopping", self.max_cost_usd)
+                self.stats.budget_exhausted = True
+                self.request_stop()
+                stats.skipped += 1
+                await self.write(item, arm, scheduled_at, Attempt(error="skipped_budget"), 0)
+                return
+            attempt = await target.send(item.record, due=due)
+            ok = await self.write(item, arm, scheduled_at, attempt, attempt_no)
+            if breaker is not None:
+                breaker.record(ok)
+            if ok or (attempt.error not in _RETRYABLE and attempt.status != 429):
+                return
+            due = time.perf_counter()  # a retry is due when the failed attempt ended
+
+    def _finished(self, key: int, item: SourceItem, arm: str, task: asyncio.Task[None]) -> None:
+        """Bookkeeping once a send ends, however it ends (even cancelled before it started)."""
+        self._tasks.discard(task)
+        self._slots.release()
+        self.stats.in_flight -= 1
+        if task.cancelled():
+            self.stats.arm(arm).count_error("cancelled")
+        left = self._outstanding.get(key, 1) - 1
+        self._outstanding[key] = left
+        if left == 0:
+            del self._outstanding[key]
+            if item.position is not None:
+                self._completed.append(item.position)
+
+    # -- offsets ------------------------------------------------------------------------------
+
+    async def _commit_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(_COMMIT_EVERY_S)
+            await self._commit_durable()
+
+    async def _commit_durable(self) -> None:
+        """Flush the results, then commit the source positions whose results were in it."""
+        positions, self._completed = self._completed, []
+        await self.writer.flush()
+        if self.source is not None and positions:
+            await self.source.commit(positions)
+
+
+def _raise_unwrapped(group: BaseExceptionGroup[BaseException]) -> None:
+    """Raise a task group's lone error as itself (one line for the CLI), else the group."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        elif not any(error is seen for seen in leaves):
+            leaves.append(error)
+    if len(leaves) == 1:
+        error = leaves[0]
+        raise error from error.__cause__  # keeps its own cause; the group adds nothing
+    log.error("%d sends failed: %s", len(leaves), "; ".join(map(repr, leaves)))
+    raise group

@@ -1,0 +1,125 @@
+"""The running figures of a replay or mirror: per arm and for the whole run.
+
+The fan-out (:mod:`shadow.replay.scheduler`) updates them as sends finish; the live display,
+the Prometheus endpoint and the final summary read them. A live mirror runs for days, so it
+keeps only a window of the newest lags and latencies (``window``); a replay keeps them all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["ArmStats", "ReplayStats"]
+
+
+@dataclass
+class ArmStats:
+    """Running figures for one arm."""
+
+    sent: int = 0
+    ok: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0
+    cost_usd: float = 0.0
+    window: int | None = None
+    """Keep only the last ``window`` latencies (a live mirror runs for days); None keeps all."""
+    latencies_ms: deque[float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.latencies_ms = deque(maxlen=self.window)
+
+    def count_error(self, error: str) -> None:
+        """Count one attempt that ended with ``error``."""
+        self.errors[error] = self.errors.get(error, 0) + 1
+
+    def latency_percentile(self, q: float, last: int | None = None) -> float | None:
+        """Latency percentile in ms over the kept sends (the last ``last`` when given)."""
+        return _percentile(self.latencies_ms, q, last)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready summary (percentiles over the kept attempts that have a latency)."""
+        lat = np.asarray(self.latencies_ms)
+        return {
+            "sent": self.sent,
+            "ok": self.ok,
+            "ok_rate": self.ok / self.sent if self.sent else None,
+            "errors": dict(sorted(self.errors.items())),
+            "skipped": self.skipped,
+            "cost_usd": round(self.cost_usd, 6),
+            "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
+            "latency_p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
+        }
+
+
+@dataclass
+class ReplayStats:
+    """Running figures for a whole replay, read by the progress display and the summary."""
+
+    run_id: str
+    total: int
+    scheduled: int = 0
+    in_flight: int = 0
+    late: int = 0
+    skipped_path: int = 0
+    skipped_done: int = 0
+    stopped_early: bool = False
+    budget_exhausted: bool = False
+    window: int | None = None
+    """Keep only the last ``window`` lags and latencies per arm; None keeps all (a replay)."""
+    lags_ms: deque[float] = field(init=False)
+    arms: dict[str, ArmStats] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
+
+    def __post_init__(self) -> None:
+        self.lags_ms = deque(maxlen=self.window)
+
+    def arm(self, name: str) -> ArmStats:
+        """The stats of one arm (created on first use)."""
+        stats = self.arms.get(name)
+        if stats is None:
+            stats = self.arms[name] = ArmStats(window=self.window)
+        return stats
+
+    @property
+    def cost_usd(self) -> float:
+        """Cost of every attempt so far, all arms."""
+        return sum(a.cost_usd for a in self.arms.values())
+
+    def lag_percentile(self, q: float, last: int | None = None) -> float | None:
+        """Schedule lag percentile in ms (over the last ``last`` sends when given)."""
+        return _percentile(self.lags_ms, q, last)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready summary of the run."""
+        elapsed = (self.ended or time.monotonic()) - self.started
+        lags = np.asarray(self.lags_ms)
+        return {
+            "run_id": self.run_id,
+            "records": self.total,
+            "scheduled": self.scheduled,
+            "elapsed_s": round(elapsed, 3),
+            "late": self.late,
+            "lag_p50_ms": float(np.percentile(lags, 50)) if lags.size else None,
+            "lag_p99_ms": float(np.percentile(lags, 99)) if lags.size else None,
+            "lag_max_ms": float(lags.max()) if lags.size else None,
+            "skipped_path": self.skipped_path,
+            "skipped_done": self.skipped_done,
+            "stopped_early": self.stopped_early,
+            "budget_exhausted": self.budget_exhausted,
+            "cost_usd": round(self.cost_usd, 6),
+            "arms": {name: stats.as_dict() for name, stats in sorted(self.arms.items())},
+        }
+
+
+def _percentile(values: deque[float], q: float, last: int | None) -> float | None:
+    """Percentile of the newest ``last`` values (all when None); None when there are none."""
+    if not values:
+        return None
+    recent = list(itertools.islice(reversed(values), last)) if last else values
+    return float(np.percentile(np.asarray(recent), q))
