@@ -7,13 +7,13 @@ interval of cost per success; and, for large groups, the order statistics that b
 latency and TTFT quantile. All of it is one ``GROUP BY`` (plus a cheap counting pass first),
 so a run of ten million rows is read a couple of times, never fetched into Python.
 
-Order statistics (DESIGN.md: intervals must scale): for a group of n values, the 95%
-distribution-free interval of the q quantile lies between the order statistics of ranks
-:func:`analysis.stats.order_ranks` gives. ``quantile_disc`` picks rank r of n at fraction
-(r + ½) / n, but its fraction list must be the same for every group; so ranks are computed for
-a grid of sample sizes (:data:`GRID_BASE` × √2^k) and each group uses the largest grid size at
-or below its own n. A smaller n only widens the interval (conservative, by at most a factor
-of about 2^¼ in width), never narrows it.
+Order statistics (intervals must scale; ``docs/architecture.md``, "Metric definitions"): for a
+group of n values, the 95% distribution-free interval of the q quantile lies between the order
+statistics of ranks :func:`analysis.stats.order_ranks` gives. ``quantile_disc`` picks rank r of
+n at fraction (r + ½) / n, but its fraction list must be the same for every group; so ranks are
+computed for a grid of sample sizes (:data:`GRID_BASE` × √2^k) and each group uses the largest
+grid size at or below its own n. A smaller n only widens the interval (conservative, by at most
+a factor of about 2^¼ in width), never narrows it.
 
 Error classes: ``error`` as the replayer recorded it (``timeout``, ``connect`` ...), else
 ``http_<status>`` for a non-2xx status, else ``invalid`` (2xx that failed a validator or did
@@ -23,13 +23,21 @@ not parse); ok attempts have no class.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
 
-from analysis.run import FIGURES_SQL, NO_SLICE, SUMMARY_COLUMNS, TPOT_SQL, Run, sql_literal
+from analysis.sql import (
+    FIGURES_SQL,
+    NO_SLICE,
+    SUMMARY_COLUMNS,
+    TPOT_SQL,
+    Queryable,
+    fractions_table,
+    slice_columns,
+)
 from analysis.stats import order_ranks
 
 __all__ = [
@@ -39,7 +47,6 @@ __all__ = [
     "GroupFigures",
     "Slo",
     "chunk_gaps",
-    "fractions_table",
     "group_figures",
     "group_key",
 ]
@@ -114,23 +121,6 @@ def group_key(values: Sequence[Any], arm: str) -> tuple[str, ...]:
     return (*(str(v) for v in values), arm)
 
 
-def fractions_table(columns: Sequence[str], fractions: Mapping[tuple[str, ...], float]) -> str:
-    """A ``VALUES`` table of (columns..., frac) to join on, for per-group sampling fractions.
-
-    Joining it (a hash join against a handful of rows) costs far less than looking each row's
-    group up in a list.
-    """
-    rows = ", ".join(
-        "(" + ", ".join([*(sql_literal(v) for v in key), f"{float(f)!r}::DOUBLE"]) + ")"
-        for key, f in fractions.items()
-    )
-    return f"(VALUES {rows}) AS _f({', '.join([*columns, '_frac'])})"
-
-
-def _slice_select(keys: Sequence[str]) -> list[str]:
-    return [f"coalesce(slices[${i + 1}], ${len(keys) + 1}) AS s{i}" for i in range(len(keys))]
-
-
 def _grid(n: int) -> int:
     """The largest grid size at or below ``n`` (n >= GRID_BASE)."""
     k = math.floor(2 * math.log2(n / GRID_BASE) + 1e-9)
@@ -139,11 +129,13 @@ def _grid(n: int) -> int:
     return int(GRID_BASE * 2 ** (k / 2))
 
 
-def group_figures(run: Run, keys: Sequence[str], slo: Slo) -> dict[tuple[str, ...], GroupFigures]:
+def group_figures(
+    run: Queryable, keys: Sequence[str], slo: Slo
+) -> dict[tuple[str, ...], GroupFigures]:
     """Per (slice values..., arm): summary, extra figures and interval ingredients."""
     keys = list(keys)
     params = [*keys, NO_SLICE] if keys else None
-    slices = _slice_select(keys)
+    slices = slice_columns(keys)
     names = [f"s{i}" for i in range(len(keys))]
     group_by = ", ".join([*names, "arm"])
     query = f"""
@@ -205,7 +197,7 @@ def group_figures(run: Run, keys: Sequence[str], slo: Slo) -> dict[tuple[str, ..
 
 
 def _second_pass(
-    run: Run, keys: list[str], rows: list[dict[str, Any]]
+    run: Queryable, keys: list[str], rows: list[dict[str, Any]]
 ) -> dict[tuple[str, ...], tuple[dict[str, tuple[float, float]], dict[str, np.ndarray]]]:
     """Per group: order-statistic bounds (groups of >= GRID_BASE values) and a row sample.
 
@@ -238,7 +230,7 @@ def _second_pass(
     query = (
         f"SELECT {', '.join(columns)}, {disc} {lists} FROM ("
         f"SELECT *, _h < _frac * {_HASH_SPACE} AS _keep FROM ("
-        f"SELECT {', '.join([*_slice_select(keys), 'arm', *_SAMPLED])}, "
+        f"SELECT {', '.join([*slice_columns(keys), 'arm', *_SAMPLED])}, "
         f"hash(trace_id, attempt) % {_HASH_SPACE} AS _h FROM run_results)"
         f" JOIN {fractions_table(columns, keep)} USING ({', '.join(columns)}))"
         f" GROUP BY {', '.join(columns)}"
@@ -267,14 +259,16 @@ def _second_pass(
     return out
 
 
-def chunk_gaps(run: Run, keys: Sequence[str]) -> dict[tuple[str, ...], dict[str, float | None]]:
+def chunk_gaps(
+    run: Queryable, keys: Sequence[str]
+) -> dict[tuple[str, ...], dict[str, float | None]]:
     """Per group: p50/p95 of the gaps between consecutive content chunks of streamed answers.
 
     This is the per-chunk inter-token latency convention (every gap the client saw, pooled over
     the group's attempts), beside TPOT's (latency − ttft) / (completion_tokens − 1).
     """
     keys = list(keys)
-    slices = _slice_select(keys)
+    slices = slice_columns(keys)
     names = [f"s{i}" for i in range(len(keys))]
     group_by = ", ".join([*names, "arm"])
     rows = run.records(

@@ -8,12 +8,12 @@ Two measures are built in and need no model:
   (path, type, value) leaves, so a changed key, type or value each counts.
 
 The *semantic* measure (1 − cosine of sentence embeddings) plugs in through the
-:class:`Embedder` protocol; until an embedding model is configured, figures are labelled
-``lexical`` so nobody mistakes word overlap for meaning.
+:class:`~analysis.embedders.base.Embedder` protocol; until an embedding model is configured,
+figures are labelled ``lexical`` so nobody mistakes word overlap for meaning.
 
-``excess divergence`` (DESIGN.md) = mean candidate-vs-baseline divergence − mean
-baseline-vs-baseline_repeat divergence: the part of the difference that the baseline's own
-nondeterminism does not explain.
+``excess divergence`` (``docs/architecture.md``, "Metric definitions") = mean
+candidate-vs-baseline divergence − mean baseline-vs-baseline_repeat divergence: the part of
+the difference that the baseline's own nondeterminism does not explain.
 """
 
 from __future__ import annotations
@@ -22,23 +22,15 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-__all__ = ["Embedder", "divergence", "kind", "lexical", "structural"]
+from analysis.embedders.base import Embedder
+
+__all__ = ["divergence", "kind", "lexical", "structural"]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-
-
-class Embedder(Protocol):
-    """Turns texts into L2-normalised vectors (one row per text)."""
-
-    name: str
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embeddings of ``texts``, shape (len(texts), dim), rows of unit length."""
-        ...
 
 
 def lexical(a: str | None, b: str | None) -> float:

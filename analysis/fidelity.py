@@ -20,7 +20,7 @@ from typing import Any, Final, Literal
 
 import numpy as np
 
-from analysis.run import Run
+from analysis.sql import Queryable
 from analysis.stats import bootstrap_delta, quantile_ratio_ci
 
 __all__ = ["TOLERANCE", "fidelity"]
@@ -51,7 +51,7 @@ def _pairs_sql(arms: Collection[str]) -> str:
 
 
 def fidelity(
-    run: Run, arms: Collection[str], *, n_boot: int = 1000, seed: int = 0
+    run: Queryable, arms: Collection[str], *, n_boot: int = 1000, seed: int = 0
 ) -> dict[str, Any] | None:
     """The replay-fidelity figures of ``run`` (whose arms are ``arms``), or None when it has
     nothing to compare."""

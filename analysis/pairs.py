@@ -1,32 +1,46 @@
 """Output divergence per trace: which traces are compared, and the most divergent pairs.
 
-Each trace's *final* output on an arm (its last attempt) is compared with the reference arm's
-(``baseline``, or ``production`` in a live-mirror run) by :func:`analysis.divergence.divergence`.
+Each trace's *final* output on an arm (its last attempt, the ``final_results`` view of
+:mod:`analysis.sql`) is compared with the reference arm's (``baseline``, or ``production`` in a
+live-mirror run) by :func:`analysis.divergence.divergence`.
 
 On large runs a bounded, hash-chosen sample of traces per slice is compared — the same traces
 on every arm, chosen by a hash of the trace id before any window function runs, so a run of
 millions of rows is filtered in one scan: :data:`MAX_PAIRS` traces per slice with the lexical
 and structural measures (the standard error of a mean divergence from 2,000 pairs is about
 0.005), :data:`MAX_SEMANTIC_PAIRS` with a contextual embedding model (about 25 pairs/s on
-two cores; the static model compares :data:`MAX_PAIRS`).
+two cores; the static model compares :data:`MAX_PAIRS`). The report's histogram and examples
+come from :func:`divergence_sample`: up to :data:`EXAMPLE_POOL` hash-chosen traces.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import polars as pl
 
-from analysis.aggregates import fractions_table
-from analysis.divergence import Embedder, divergence
-from analysis.run import NO_SLICE, Run
+from analysis.divergence import divergence
+from analysis.embedders.base import Embedder
+from analysis.result import DivergenceSample
+from analysis.sql import FINAL_RESULTS, NO_SLICE, Queryable, fractions_table, slice_columns
 
-__all__ = ["MAX_PAIRS", "MAX_SEMANTIC_PAIRS", "divergent", "pair_divergence", "reference_arm"]
+__all__ = [
+    "EXAMPLE_POOL",
+    "MAX_PAIRS",
+    "MAX_SEMANTIC_PAIRS",
+    "divergence_sample",
+    "divergent",
+    "pair_divergence",
+    "reference_arm",
+]
 
 MAX_PAIRS: Final = 2_000
 MAX_SEMANTIC_PAIRS: Final = 500
+EXAMPLE_POOL: Final = 5_000
+"""Traces (hash-sampled) whose outputs the report's divergence histogram and examples compare;
+with an embedder, :data:`MAX_PAIRS`, since every text must be embedded."""
 _HASH_SPACE: Final = 1_000_000
 
 
@@ -39,7 +53,7 @@ def reference_arm(arms: Sequence[str]) -> str | None:
 
 
 def pair_divergence(
-    run: Run,
+    run: Queryable,
     keys: Sequence[str],
     reference: str,
     embedder: Embedder | None = None,
@@ -56,7 +70,7 @@ def pair_divergence(
     # static one) and the lexical measure do thousands, so they compare the larger sample.
     fast = embedder is None or getattr(embedder, "fast", False)
     limit = MAX_PAIRS if fast else MAX_SEMANTIC_PAIRS
-    slice_cols = [f"coalesce(slices[${i + 1}], ${len(keys) + 1}) AS s{i}" for i in range(len(keys))]
+    slice_cols = slice_columns(keys)
     names = [f"s{i}" for i in range(len(keys))]
     params: list[object] = [*keys, NO_SLICE] if keys else []
     join = where = ""
@@ -68,10 +82,9 @@ def pair_divergence(
         fraction = min(1.0, limit / max(sum(traces_per_slice.values()), 1))
         where = f" WHERE hash(trace_id) % {_HASH_SPACE} < {fraction!r}::DOUBLE * {_HASH_SPACE}"
     query = (
-        "SELECT * EXCLUDE (_frac) FROM (SELECT trace_id, arm, attempt, output_text"
+        "SELECT * EXCLUDE (_frac) FROM (SELECT trace_id, arm, output_text"
         + "".join(f", {c}" for c in slice_cols)
-        + f" FROM run_results){join}{where}"
-        " QUALIFY row_number() OVER (PARTITION BY trace_id, arm ORDER BY attempt DESC) = 1"
+        + f" FROM {FINAL_RESULTS}){join}{where} ORDER BY trace_id, arm"
     )
     if not join:
         query = query.replace(" EXCLUDE (_frac)", "")
@@ -94,7 +107,7 @@ def pair_divergence(
 
 
 def divergent(
-    run: Run, k: int = 10, *, arm: str = "candidate", embedder: Embedder | None = None
+    run: Queryable, k: int = 10, *, arm: str = "candidate", embedder: Embedder | None = None
 ) -> pl.DataFrame:
     """The ``k`` traces whose final output on ``arm`` diverges most from the reference arm's.
 
@@ -107,8 +120,7 @@ def divergent(
     if reference is None:
         return pl.DataFrame()
     rows = run.records(
-        "SELECT trace_id, arm, output_text FROM run_results WHERE arm IN ($1, $2)"
-        " QUALIFY row_number() OVER (PARTITION BY trace_id, arm ORDER BY attempt DESC) = 1",
+        f"SELECT trace_id, arm, output_text FROM {FINAL_RESULTS} WHERE arm IN ($1, $2)",
         [reference, arm],
     )
     texts: dict[str, dict[str, str | None]] = {}
@@ -139,3 +151,35 @@ def divergent(
     return (
         table.filter(pl.col("divergence").is_not_nan()).sort("divergence", descending=True).head(k)
     )
+
+
+def divergence_sample(
+    run: Queryable, reference: str | None, embedder: Embedder | None = None
+) -> DivergenceSample | None:
+    """The final outputs of up to :data:`EXAMPLE_POOL` hash-chosen traces of the reference arm
+    (:data:`MAX_PAIRS` with an embedder) on every arm, and each other arm's divergence from
+    the reference; None without a reference arm."""
+    if reference is None:
+        return None
+    pool = MAX_PAIRS if embedder is not None else EXAMPLE_POOL
+    frame = run.sql(
+        "WITH finals AS (SELECT trace_id, arm, output_text,"
+        f" CAST(to_json(slices) AS VARCHAR) AS slices FROM {FINAL_RESULTS}),"
+        " picked AS (SELECT trace_id, count(*) OVER () AS total FROM finals WHERE arm = $1"
+        f" QUALIFY row_number() OVER (ORDER BY hash(trace_id), trace_id) <= {pool})"
+        " SELECT finals.*, total FROM finals JOIN picked USING (trace_id)",
+        [reference],
+    )
+    rows: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in frame.iter_rows(named=True):
+        rows.setdefault(row["trace_id"], {})[row["arm"]] = row
+    scores = {}
+    for arm in sorted(set(frame["arm"].to_list())) if frame.height else []:
+        if arm == reference:
+            continue
+        traces = sorted(t for t, by_arm in rows.items() if arm in by_arm)
+        outputs = [rows[t][arm]["output_text"] for t in traces]
+        base = [rows[t][reference]["output_text"] for t in traces]
+        scores[arm] = (traces, divergence(outputs, base, embedder))
+    total = int(frame["total"][0]) if frame.height else 0
+    return DivergenceSample(reference=reference, total=total, rows=rows, scores=scores)

@@ -1,14 +1,15 @@
 """One replay run, read back from a results store: summaries by arm and slice, pairs, repricing.
 
 :func:`open_run` puts the ``results``, ``traces`` and ``runs`` views of
-:func:`shadow.results.store.results_relation` on an in-memory DuckDB connection (either layout: a
-DuckDB file or a Parquet directory) and adds ``run_results``: every attempt of the chosen run.
+:func:`shadow.results.views.results_relation` on an in-memory DuckDB connection (either layout: a
+DuckDB file or a Parquet directory) and adds ``run_results`` (every attempt of the chosen run)
+and ``final_results`` (each trace's final attempt per arm; :mod:`analysis.sql`).
 
-Figures follow DESIGN.md, "Metric definitions": ``n`` counts attempts; percentiles are
-``quantile_cont`` (linear interpolation, numpy's default) over every attempt that has the value,
-errors and retries included; cost sums every attempt, and cost per success divides that sum by
-the number of ``ok`` attempts. SQL text here is built from this module's constants and quoted
-identifiers; values are bound as parameters.
+Figures follow ``docs/architecture.md``, "Metric definitions": ``n`` counts attempts;
+percentiles are ``quantile_cont`` (linear interpolation, numpy's default) over every attempt
+that has the value, errors and retries included; cost sums every attempt, and cost per success
+divides that sum by the number of ``ok`` attempts. SQL text here is built from constants and
+quoted identifiers; values are bound as parameters.
 """
 
 from __future__ import annotations
@@ -16,70 +17,34 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import duckdb
 import polars as pl
 
+from analysis.embedders.base import Embedder
+from analysis.pairs import divergent
+from analysis.sql import (
+    FIGURES_SQL,
+    FINAL_RESULTS,
+    FINAL_RESULTS_SQL,
+    NO_SLICE,
+    SUMMARY_COLUMNS,
+    check_slice_names,
+    ident,
+    sql_literal,
+)
 from shadow.errors import AnalysisError, UsageError
 from shadow.replay.pricing import PricingTable
-from shadow.results.store import ARMS, results_relation
+from shadow.results.rows import ARMS
+from shadow.results.views import results_relation
 
-if TYPE_CHECKING:
-    from analysis.divergence import Embedder
+__all__ = ["NoRunError", "Run", "open_run"]
 
-__all__ = [
-    "FIGURES_SQL",
-    "NO_SLICE",
-    "SUMMARY_COLUMNS",
-    "TPOT_SQL",
-    "Run",
-    "check_slice_names",
-    "open_run",
-    "sql_literal",
-]
 
-NO_SLICE: Final = "(none)"
-"""The group of rows that lack a slice asked for in ``by``."""
+class NoRunError(UsageError):
+    """The results store holds no run yet (the CLI adds how to write one)."""
 
-SUMMARY_COLUMNS: Final = (
-    "arm",
-    "n",
-    "ok_rate",
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "latency_p99_ms",
-    "ttft_p50_ms",
-    "ttft_p95_ms",
-    "ttft_p99_ms",
-    "tpot_p50_ms",
-    "tpot_p95_ms",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-    "cost_per_success_usd",
-)
-
-TPOT_SQL: Final = (
-    "CASE WHEN completion_tokens > 1 AND ttft_ms IS NOT NULL AND latency_ms IS NOT NULL"
-    " THEN (latency_ms - ttft_ms) / (completion_tokens - 1) END"
-)
-
-# One list-valued quantile per column (DuckDB keeps one copy of the values for all three), then
-# unpacked; the same SQL serves summary() and analysis.aggregates.
-FIGURES_SQL: Final = f"""
-    count(*) AS n,
-    avg(CAST(ok AS DOUBLE)) AS ok_rate,
-    quantile_cont(latency_ms, [0.50, 0.95, 0.99]) AS _lq,
-    _lq[1] AS latency_p50_ms, _lq[2] AS latency_p95_ms, _lq[3] AS latency_p99_ms,
-    quantile_cont(ttft_ms, [0.50, 0.95, 0.99]) AS _tq,
-    _tq[1] AS ttft_p50_ms, _tq[2] AS ttft_p95_ms, _tq[3] AS ttft_p99_ms,
-    quantile_cont({TPOT_SQL}, [0.50, 0.95]) AS _pq, _pq[1] AS tpot_p50_ms, _pq[2] AS tpot_p95_ms,
-    CAST(sum(prompt_tokens) AS BIGINT) AS prompt_tokens,
-    CAST(sum(completion_tokens) AS BIGINT) AS completion_tokens,
-    sum(cost_usd) AS cost_usd,
-    sum(cost_usd) / nullif(count_if(ok), 0) AS cost_per_success_usd
-"""
 
 _REPRICED_COST: Final = """
     (greatest(coalesce(r.prompt_tokens, 0) - least(coalesce(r.cached_tokens, 0),
@@ -102,10 +67,6 @@ _POLARS_TYPES: Final[dict[str, Any]] = {
 }
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _frame(result: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """A query result as a polars DataFrame (without pyarrow: rows, typed by the SQL types)."""
     description = result.description or []
@@ -117,8 +78,9 @@ def _frame(result: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 class Run:
     """One run of a results store, on its own in-memory DuckDB connection.
 
-    Views: ``results``, ``traces`` and ``runs`` (the whole store) and ``run_results`` (every
-    attempt of this run; after :meth:`reprice`, with the recomputed ``cost_usd``).
+    Views: ``results``, ``traces`` and ``runs`` (the whole store), ``run_results`` (every
+    attempt of this run; after :meth:`reprice`, with the recomputed ``cost_usd``) and
+    ``final_results`` (each trace's last attempt per arm).
     """
 
     def __init__(
@@ -161,12 +123,12 @@ class Run:
         by = list(by)
         check_slice_names(by)
         keys = [
-            f"coalesce(slices[${i + 1}], ${len(by) + 1}) AS {_ident(name)}"
+            f"coalesce(slices[${i + 1}], ${len(by) + 1}) AS {ident(name)}"
             for i, name in enumerate(by)
         ]
-        groups = ", ".join([*(_ident(name) for name in by), "arm"])
+        groups = ", ".join([*(ident(name) for name in by), "arm"])
         query = (
-            f"SELECT {', '.join([*(_ident(n) for n in by), *SUMMARY_COLUMNS])} FROM ("
+            f"SELECT {', '.join([*(ident(n) for n in by), *SUMMARY_COLUMNS])} FROM ("
             f"SELECT {', '.join([*keys, 'arm'])}, {FIGURES_SQL} FROM run_results"
             f" GROUP BY {groups}) ORDER BY {groups}"
         )
@@ -185,7 +147,7 @@ class Run:
             raise UsageError(f"pairs needs two different arms; both are {arm!r}")
         fields = ("latency_ms", "ok", "cost_usd", "output_text")
         columns = ", ".join(
-            f"{side}.{f} AS {_ident(f'{name}_{f}')}"
+            f"{side}.{f} AS {ident(f'{name}_{f}')}"
             for side, name in (("b", against), ("c", arm))
             for f in fields
         )
@@ -202,8 +164,6 @@ class Run:
         """The ``k`` traces whose output on ``arm`` diverges most from the baseline's, with
         both texts: lexical, or semantic with ``embedder`` (e.g.
         ``analysis.load_embedder("auto")``; see :mod:`analysis.divergence`)."""
-        from analysis.pairs import divergent
-
         return divergent(self, k, arm=arm, embedder=embedder)
 
     def reprice(self, table: PricingTable) -> Run:
@@ -235,12 +195,13 @@ class Run:
         ).complete()
         if prices:
             con.executemany("INSERT INTO prices VALUES (?, ?, ?, ?)", prices)
-        con.execute(
-            "CREATE TEMP VIEW run_results AS SELECT r.* REPLACE"
+        _run_views(
+            con,
+            "SELECT r.* REPLACE"
             f" (CASE WHEN p.model IS NULL THEN NULL ELSE {_REPRICED_COST} END AS cost_usd)"
             " FROM results AS r LEFT JOIN prices AS p ON p.model = r.model"
-            f" WHERE r.run_id = {sql_literal(self.run_id)}"
-        ).complete()
+            f" WHERE r.run_id = {sql_literal(self.run_id)}",
+        )
         return Run(con, path=self.path, run_id=self.run_id, unknown_models=frozenset(unknown))
 
     def close(self) -> None:
@@ -251,19 +212,10 @@ class Run:
         return f"<Run {self.run_id!r} of {self.path}>"
 
 
-def check_slice_names(by: Sequence[str]) -> None:
-    """Raise :class:`UsageError` unless the ``--by`` names are distinct and not figure names."""
-    clash = sorted(set(by) & set(SUMMARY_COLUMNS))
-    if clash or len(set(by)) != len(by):
-        raise UsageError(
-            f"--by has {', '.join(by)}; slice names must differ from each other and from "
-            f"the summary's columns ({clash[0] if clash else 'repeated'})"
-        )
-
-
-def sql_literal(text: str) -> str:
-    """``text`` as a quoted SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
+def _run_views(con: duckdb.DuckDBPyConnection, run_results: str) -> None:
+    """``run_results`` as the query ``run_results``, and the final-attempt view over it."""
+    con.execute(f"CREATE TEMP VIEW run_results AS {run_results}").complete()
+    con.execute(f"CREATE TEMP VIEW {FINAL_RESULTS} AS {FINAL_RESULTS_SQL}").complete()
 
 
 def _connect(path: str) -> duckdb.DuckDBPyConnection:
@@ -286,8 +238,8 @@ def open_run(path: str | os.PathLike[str], run_id: str | None = None) -> Run:
     ``path`` is a DuckDB results file or a Parquet results directory.
 
     Raises:
-        UsageError: ``path`` is missing or not a results store, it holds no run, or it does
-            not hold ``run_id``.
+        NoRunError: the store holds no run yet.
+        UsageError: ``path`` is missing or not a results store, or it does not hold ``run_id``.
     """
     text = os.fspath(path)
     con = _connect(text)
@@ -299,7 +251,7 @@ def open_run(path: str | os.PathLike[str], run_id: str | None = None) -> Run:
                 " ORDER BY started_at DESC NULLS LAST, run_id DESC LIMIT 1"
             ).fetchall()
             if not rows:
-                raise UsageError(f"{text} holds no run yet; replay into it first (--out)")
+                raise NoRunError(f"{text} holds no run yet; replay into it first")
             run_id = str(rows[0][0])
         else:
             found = con.execute(
@@ -312,10 +264,7 @@ def open_run(path: str | os.PathLike[str], run_id: str | None = None) -> Run:
                 raise UsageError(
                     f"{text} has no run {run_id!r}; its runs are: {', '.join(known) or 'none'}"
                 )
-        con.execute(
-            "CREATE TEMP VIEW run_results AS SELECT * FROM results"
-            f" WHERE run_id = {sql_literal(run_id)}"
-        ).complete()
+        _run_views(con, f"SELECT * FROM results WHERE run_id = {sql_literal(run_id)}")
     except BaseException:
         con.close()
         raise

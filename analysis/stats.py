@@ -188,9 +188,10 @@ def ratio_ci_cost_per_success(
 ) -> tuple[float, float, float]:
     """``(point, lo, hi)``: the relative change of cost per success (Σ cost / Σ ok) per arm.
 
-    One value per attempt in each array (retries included, as DESIGN.md counts cost); a NaN
-    cost (unknown) counts as 0, as SQL's ``sum`` skips it. Attempts are resampled as rows,
-    each arm on its own; a resample without a success gives no replicate.
+    One value per attempt in each array (retries included, as ``docs/architecture.md``,
+    "Metric definitions", counts cost); a NaN cost (unknown) counts as 0, as SQL's ``sum``
+    skips it. Attempts are resampled as rows, each arm on its own; a resample without a
+    success gives no replicate.
     """
     _check_bootstrap(n_boot, max_n)
     base_cost, base_ok = _attempts("baseline", baseline_cost, baseline_ok)

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
@@ -43,7 +44,7 @@ from analysis import analyze, open_run
 t = time.perf_counter()
 report = analyze(open_run(sys.argv[1]), ["tenant", "intent"], n_boot=1000)
 elapsed = time.perf_counter() - t
-print("RESULT " + json.dumps({"seconds": elapsed, "groups": len(report["groups"]),
+print("RESULT " + json.dumps({"seconds": elapsed, "groups": len(report.groups),
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -65,7 +66,7 @@ print("RESULT " + json.dumps({"seconds": elapsed, "load_seconds": t - t0,
 """
 
 
-def _result(stdout: str) -> dict[str, float]:
+def _result(stdout: str) -> dict[str, Any]:
     """The RESULT line a child printed (libraries may print before it)."""
     line = next(x for x in stdout.splitlines() if x.startswith("RESULT "))
     return dict(json.loads(line.removeprefix("RESULT ")))

@@ -13,7 +13,7 @@ texts. Figures, per configuration:
   (1.5 texts per pair). At temperature 0 (deterministic pipelines) repeats and unchanged
   candidate answers are byte-identical and cost nothing; that case is reported too.
 
-The **static** route (``analysis.static_embeddings``: MiniLM distilled into a word-piece table)
+The **static** route (``analysis.embedders.static``: MiniLM distilled into a word-piece table)
 is measured on 10x as many pairs (it is fast enough for 100 to be noise), with the one-off
 distillation time (into a fresh cache folder) and the load time from the cache.
 
@@ -118,7 +118,7 @@ def _uncached(embedder: Any, arms: dict[str, list[str]]) -> tuple[float, float]:
 
 def _cached(embedder: Any, arms: dict[str, list[str]]) -> tuple[float, float, float]:
     from analysis.divergence import divergence
-    from analysis.embeddings import CachedEmbedder
+    from analysis.embedders.cache import CachedEmbedder
 
     cached = CachedEmbedder(embedder)
 
@@ -137,7 +137,7 @@ def static_worker(traces: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         os.environ["SHADOW_CACHE_DIR"] = folder
         started = time.perf_counter()
-        from analysis.static_embeddings import StaticMiniLMEmbedder
+        from analysis.embedders.static import StaticMiniLMEmbedder
 
         StaticMiniLMEmbedder(threads=2)
         distil = time.perf_counter() - started
@@ -182,7 +182,7 @@ def worker(backend: str, traces: int, rounds: int) -> None:
     if backend == "onnxruntime":
         import onnxruntime
 
-        from analysis.embeddings import MiniLMEmbedder
+        from analysis.embedders.minilm import MiniLMEmbedder
 
         imported = time.perf_counter()
         for threads, _, max_tokens in configs:

@@ -1,20 +1,27 @@
 """Options shared by ``shadow analyze``, ``gate`` and ``report``: SLOs, pins, thresholds.
 
-Each has a key in ``shadow.toml``'s ``[analysis]`` section; a flag overrides the file.
+Each has a key in ``shadow.toml``'s ``[analysis]`` section; a flag overrides the file. This
+module declares the flags, parses their syntax, and hands the values to
+:func:`analysis.settings.resolve_settings`; it also says library errors in terms of flags.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from shadow.config import AnalysisConfig, load_config, override
 from shadow.errors import UsageError
 
-__all__ = ["analysis_options", "analysis_settings", "load_embedder_spec"]
+if TYPE_CHECKING:
+    from analysis.embedders.base import Embedder
+    from analysis.run import Run
+    from shadow.config import AnalysisConfig
+
+__all__ = ["analysis_options", "analysis_settings", "load_embedder_spec", "open_results",
+           "slice_keys"]  # fmt: skip
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,39 +57,56 @@ def analysis_settings(
     embedder: str | None,
 ) -> AnalysisConfig:
     """The [analysis] settings of ``config_path`` with the flags applied on top."""
-    settings = load_config(config_path).analysis
-    changes: dict[str, Any] = {}
-    if slo:
-        for part in slo.split(","):
-            name, _, value = part.partition("=")
-            key = _SLO_KEYS.get(name.strip())
-            try:
-                number = float(value)
-            except ValueError:
-                number = -1.0
-            if key is None or number <= 0:
-                raise UsageError(
-                    f"--slo has {part!r}; give NAME=MS pairs with NAME one of ttft, tpot, "
-                    "latency and MS > 0, e.g. --slo ttft=2000,tpot=100"
-                )
-            changes[key] = number
-    if pins:
-        pinned = dict(settings.pin_models)
-        for pin in pins:
-            arm, _, model = pin.partition("=")
-            if not arm or not model:
-                raise UsageError(f"--pin has {pin!r}; give ARM=MODEL, e.g. --pin candidate=gpt-4o")
-            pinned[arm.strip()] = model.strip()
-        changes["pin_models"] = pinned
-    if min_samples is not None:
-        changes["min_samples"] = min_samples
-    if embedder is not None:
-        changes["embedder"] = embedder
-    return override(settings, "analysis", **changes)
+    from analysis.settings import resolve_settings
+
+    slos: dict[str, float] = {}
+    for part in slo.split(",") if slo else []:
+        name, _, value = part.partition("=")
+        key = _SLO_KEYS.get(name.strip())
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if key is None or number <= 0:
+            raise UsageError(
+                f"--slo has {part!r}; give NAME=MS pairs with NAME one of ttft, tpot, "
+                "latency and MS > 0, e.g. --slo ttft=2000,tpot=100"
+            )
+        slos[key] = number
+    pinned: dict[str, str] = {}
+    for pin in pins:
+        arm, _, model = pin.partition("=")
+        if not arm or not model:
+            raise UsageError(f"--pin has {pin!r}; give ARM=MODEL, e.g. --pin candidate=gpt-4o")
+        pinned[arm.strip()] = model.strip()
+    return resolve_settings(
+        config_path, slo=slos, pins=pinned, min_samples=min_samples, embedder=embedder
+    )
 
 
-def load_embedder_spec(spec: str) -> Any:
-    """The Embedder for ``spec`` (None for the lexical measure); see analysis.embeddings."""
-    from analysis.embeddings import load_embedder
+def load_embedder_spec(settings: AnalysisConfig) -> Embedder | None:
+    """The Embedder of the settings (None for the lexical measure)."""
+    from analysis.settings import resolve_embedder
 
-    return load_embedder(spec)
+    return resolve_embedder(settings)
+
+
+def slice_keys(by: str) -> list[str]:
+    """The slice names of a ``--by`` value, checked as analysis checks them."""
+    from analysis.sql import slice_name_problem
+
+    keys = [name.strip() for name in by.split(",") if name.strip()]
+    problem = slice_name_problem(keys)
+    if problem is not None:
+        raise UsageError(f"--by has {', '.join(keys)}; {problem}")
+    return keys
+
+
+def open_results(run_path: str, run_id: str | None) -> Run:
+    """:func:`analysis.run.open_run`, an empty store's error saying which flag writes one."""
+    from analysis.run import NoRunError, open_run
+
+    try:
+        return open_run(run_path, run_id)
+    except NoRunError as exc:
+        raise UsageError(f"{exc} (--out)") from None

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from shadow.cli.analysis_options import analysis_options, analysis_settings, load_embedder_spec
+if TYPE_CHECKING:
+    from analysis.result import AnalysisResult
+
+from shadow.cli.analysis_options import (
+    analysis_options,
+    analysis_settings,
+    load_embedder_spec,
+    open_results,
+    slice_keys,
+)
 
 __all__ = ["command"]
 
@@ -50,20 +59,19 @@ def command(run_path: str, by: str, fmt: str, pricing: str | None, run_id: str |
       shadow analyze run.duckdb --by tenant,size --pricing litellm_prices.json --format csv
     """
     from analysis.analyze import analyze
-    from analysis.run import open_run
     from shadow.replay.pricing import load_pricing
 
-    keys = [name.strip() for name in by.split(",") if name.strip()]
     settings = analysis_settings(**options)
-    embedder = load_embedder_spec(settings.embedder)
-    run = open_run(run_path, run_id)
+    embedder = load_embedder_spec(settings)
+    run = open_results(run_path, run_id)
     if pricing:
         run = run.reprice(load_pricing(pricing))
+    keys = slice_keys(by)
     result = analyze(run, keys, n_boot=n_boot, embedder=embedder, settings=settings)
     if fmt == "json":
-        click.echo(json.dumps(result))
+        click.echo(json.dumps(result.to_json()))
     elif fmt == "csv":
-        click.echo(_csv(result, keys), nl=False)
+        click.echo(_csv(result.to_json(), keys), nl=False)
     else:
         _table(result)
 
@@ -99,10 +107,10 @@ def _csv(result: dict[str, Any], keys: list[str]) -> str:
     return out.getvalue()
 
 
-def _table(result: dict[str, Any]) -> None:
+def _table(result: AnalysisResult) -> None:
     from rich.console import Console
 
-    from shadow.cli.summary_table import summary_notes, summary_table
+    from analysis.table import summary_notes, summary_table
 
     console = Console()
     if not console.is_terminal:  # piped or captured: never squeeze the table into 80 columns

@@ -9,7 +9,12 @@ from typing import Any
 
 import click
 
-from shadow.cli.analysis_options import analysis_options, analysis_settings, load_embedder_spec
+from shadow.cli.analysis_options import (
+    analysis_options,
+    analysis_settings,
+    load_embedder_spec,
+    open_results,
+)
 from shadow.config import load_config
 from shadow.errors import UsageError
 
@@ -45,7 +50,6 @@ def command(run_path: str, rules: Path, run_id: str | None, fmt: str, **options:
       shadow gate run.duckdb --rules gates.toml || echo "regression: do not ship"
     """
     from analysis.gate import evaluate, verdict_lines
-    from analysis.run import open_run
 
     config = load_config(rules)
     if not config.gate:
@@ -54,9 +58,9 @@ def command(run_path: str, rules: Path, run_id: str | None, fmt: str, **options:
         options["config_path"] = rules
     settings = analysis_settings(**options)
     verdicts = evaluate(
-        open_run(run_path, run_id),
+        open_results(run_path, run_id),
         config.gate,
-        embedder=load_embedder_spec(settings.embedder),
+        embedder=load_embedder_spec(settings),
         settings=settings,
     )
     failed = [v for v in verdicts if v.status == "fail"]

@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from shadow.cli.analysis_options import analysis_options, analysis_settings, load_embedder_spec
+from shadow.cli.analysis_options import (
+    analysis_options,
+    analysis_settings,
+    load_embedder_spec,
+    open_results,
+    slice_keys,
+)
+from shadow.errors import UsageError
 
 __all__ = ["command"]
 
@@ -72,20 +79,20 @@ def command(
       shadow report run.duckdb --out report.html --by intent --rules gates.toml
       shadow report run.duckdb --out report.html --by tenant,size --pricing prices.json
     """
-    from analysis.report import write_report
-    from analysis.run import open_run
+    from analysis.report.page import write_report
     from shadow.replay.pricing import load_pricing
 
-    keys = [name.strip() for name in by.split(",") if name.strip()]
     if options["config_path"] is None and rules is not None:
         options["config_path"] = rules
     settings = analysis_settings(**options)
-    model = load_embedder_spec(settings.embedder)
-    stored = open_run(run_path, run_id)
+    model = load_embedder_spec(settings)
+    stored = open_results(run_path, run_id)
     run = stored
     try:
         if pricing:
             run = stored.reprice(load_pricing(pricing))
+        _check_out(out)
+        keys = slice_keys(by)
         path = write_report(
             run, out, by=keys, rules=rules, embedder=model, top_k=top_k, settings=settings
         )
@@ -93,3 +100,11 @@ def command(
         run.close()
         stored.close()
     click.echo(str(path))
+
+
+def _check_out(out: Path) -> None:
+    """--out must name a file in a folder that exists."""
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a directory; give a file name such as report.html")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: the folder {out.parent} does not exist; create it first")

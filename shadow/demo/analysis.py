@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from analysis.divergence import Embedder
+    from analysis.embedders.base import Embedder
+    from analysis.result import AnalysisResult
     from analysis.run import Run
 
 __all__ = ["Verdict", "judge", "load_embedder", "open_results", "summarise", "summary_json",
@@ -33,10 +34,9 @@ _TEXT_WIDTH = 160
 
 def load_embedder(spec: str) -> Embedder | None:
     """The sentence embedder ``spec`` names (``auto``: MiniLM when installed); None: lexical."""
-    from shadow.cli.analysis_options import load_embedder_spec
+    from analysis.embedders.loader import load_embedder as load
 
-    embedder: Embedder | None = load_embedder_spec(spec)
-    return embedder
+    return load(spec)
 
 
 def open_results(path: Path) -> Run:
@@ -48,12 +48,12 @@ def open_results(path: Path) -> Run:
 
 def summarise(
     run: Run, by: Sequence[str], rules: Path, embedder: Embedder | None
-) -> dict[str, Any]:
-    """``shadow analyze RUN --by BY --format json``, with the rules file's [analysis] settings."""
+) -> AnalysisResult:
+    """``shadow analyze RUN --by BY``, with the rules file's [analysis] settings."""
     from analysis.analyze import analyze
-    from shadow.config import load_config
+    from analysis.settings import resolve_settings
 
-    return analyze(run, by, embedder=embedder, settings=load_config(rules).analysis)
+    return analyze(run, by, embedder=embedder, settings=resolve_settings(rules))
 
 
 @dataclass(frozen=True)
@@ -84,15 +84,15 @@ def judge(run: Run, rules: Path, embedder: Embedder | None) -> Verdict:
 def write_html(
     run: Run, target: Path, *, by: Sequence[str], rules: Path, embedder: Embedder | None
 ) -> Path:
-    """``analysis.report.write_report``: the self-contained HTML report."""
-    from analysis.report import write_report
+    """``analysis.report.page.write_report``: the self-contained HTML report."""
+    from analysis.report.page import write_report
 
     return write_report(run, target, by=list(by), rules=rules, embedder=embedder)
 
 
-def summary_table(result: Mapping[str, Any]) -> Table:
+def summary_table(result: AnalysisResult) -> Table:
     """The table ``shadow analyze`` prints for the result."""
-    from shadow.cli.summary_table import summary_table as table
+    from analysis.table import summary_table as table
 
     return table(result)
 
@@ -104,6 +104,6 @@ def table_text(table: Table, width: int = _TEXT_WIDTH) -> str:
     return buffer.getvalue()
 
 
-def summary_json(result: Mapping[str, Any]) -> str:
+def summary_json(result: AnalysisResult) -> str:
     """The whole analyze result, as ``shadow analyze --format json`` prints it."""
-    return json.dumps(result, indent=2) + "\n"
+    return json.dumps(result.to_json(), indent=2) + "\n"

@@ -46,7 +46,7 @@ from shadow.errors import UsageError
 from shadow.trace.record import TraceRecord
 
 if TYPE_CHECKING:
-    from analysis.divergence import Embedder
+    from analysis.embedders.base import Embedder
 
 __all__ = ["BY", "DEFAULT_SPEED", "LOAD_TIME_SCALE", "TOPIC", "DemoError", "DemoOptions",
            "busy_workers", "run"]  # fmt: skip
@@ -287,7 +287,7 @@ class _Demo:
             step.done("broker, sidecar and pipelines stopped")
 
     async def _findings(self, steps: Steps, rules: Path) -> _Findings:
-        """analyze, gate and report, in this process with one embedder (see demo_analysis)."""
+        """analyze, gate and report, in this process with one embedder (shadow.demo.analysis)."""
         from shadow.demo import analysis
 
         embedder = self.embedder

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +16,8 @@ from analysis.analyze import analyze
 from analysis.run import Run, open_run
 from analysis.stats import cost_per_success_ratio_delta, quantile_ratio_ci
 from shadow.config import AnalysisConfig
-from shadow.results.store import ResultRow, ResultsStore, TraceRow
+from shadow.results.rows import ResultRow, TraceRow
+from shadow.results.store import ResultsStore
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron".split()
 
@@ -92,7 +94,7 @@ def rich_run(tmp_path: Path) -> Iterator[tuple[Run, dict[str, np.ndarray]]]:
     run.close()
 
 
-def _group(report: dict[str, object], intent: str, arm: str) -> dict[str, object]:
+def _group(report: dict[str, Any], intent: str, arm: str) -> dict[str, Any]:
     groups = report["groups"]
     assert isinstance(groups, list)
     return next(g for g in groups if g["slice"] == {"intent": intent} and g["arm"] == arm)
@@ -104,7 +106,7 @@ def test_itl_lag_goodput_and_error_classes_match_numpy(
     """Per-chunk ITL, schedule lag, goodput and error counts equal an independent computation."""
     run, truth = rich_run
     settings = AnalysisConfig(slo_ttft_ms=60.0, slo_tpot_ms=40.0)
-    report = analyze(run, ["intent"], settings=settings)
+    report = analyze(run, ["intent"], settings=settings).to_json()
     for intent in ("easy", "hard"):
         for arm in ("baseline", "candidate"):
             g = _group(report, intent, arm)
@@ -128,7 +130,7 @@ def test_tests_detect_the_slow_wordy_slice_and_bh_adjusts(
 ) -> None:
     """Mann-Whitney and KS reject on 'hard' (slower, 3x tokens); q-values are BH-adjusted p's."""
     run, _ = rich_run
-    report = analyze(run, ["intent"])
+    report = analyze(run, ["intent"]).to_json()
     hard = _group(report, "hard", "candidate")["tests"]
     easy = _group(report, "easy", "candidate")["tests"]
     assert hard["latency_mann_whitney"]["p"] < 1e-6
@@ -145,7 +147,7 @@ def test_divergent_slice_is_flagged_and_noise_alone_is_not(
 ) -> None:
     """'hard' answers differ from the baseline beyond the noise floor; 'easy' ones do not."""
     run, _ = rich_run
-    report = analyze(run, ["intent"])
+    report = analyze(run, ["intent"]).to_json()
     hard = _group(report, "hard", "candidate")
     easy = _group(report, "easy", "candidate")
     assert hard["divergence_flagged"] is True
@@ -160,7 +162,7 @@ def test_small_slices_are_marked_and_pins_raise_alarms(
     """min_samples above the slice size marks it too small; a pinned model mismatch alarms."""
     run, _ = rich_run
     settings = AnalysisConfig(min_samples=301, pin_models={"candidate": "m", "baseline": "m"})
-    report = analyze(run, ["intent"], settings=settings)
+    report = analyze(run, ["intent"], settings=settings).to_json()
     assert all(g["too_small"] for g in report["groups"])
     assert _group(report, "hard", "candidate")["divergence_flagged"] is None
     assert report["alarms"] == [
@@ -195,7 +197,7 @@ def _fidelity_run(path: Path, factor: float) -> Run:
 def test_replay_fidelity_compares_the_replayed_baseline_with_production(tmp_path: Path) -> None:
     """A faithful replay passes; a baseline three times slower than production raises an alarm."""
     faithful = _fidelity_run(tmp_path / "a.duckdb", 1.0)
-    report = analyze(faithful, [])
+    report = analyze(faithful, []).to_json()
     fid = report["fidelity"]
     assert fid["n"] == 400
     assert fid["faithful"] is True
@@ -203,7 +205,7 @@ def test_replay_fidelity_compares_the_replayed_baseline_with_production(tmp_path
     change = fid["latency_p50_change"]
     assert change["lo"] < 0 < change["hi"]
     assert report["alarms"] == []
-    slow = analyze(_fidelity_run(tmp_path / "b.duckdb", 3.0), [])
+    slow = analyze(_fidelity_run(tmp_path / "b.duckdb", 3.0), []).to_json()
     assert slow["fidelity"]["faithful"] is False
     assert slow["fidelity"]["latency_p50_change"]["lo"] > 1.0
     assert slow["alarms"]
@@ -219,7 +221,7 @@ def test_large_samples_use_sql_order_statistics_at_least_as_wide_as_exact(tmp_pa
     cand = rng.lognormal(6.0, 0.5, n) * 1.2
     rows = [_row(f"t{i}", "baseline", latency_ms=float(base[i])) for i in range(n)]
     rows += [_row(f"t{i}", "candidate", latency_ms=float(cand[i])) for i in range(n)]
-    report = analyze(_store(tmp_path / "big.duckdb", rows), [])
+    report = analyze(_store(tmp_path / "big.duckdb", rows), []).to_json()
     delta = _group_arm(report, "candidate")["delta"]
     for figure, q in (("latency_p50_ms", 0.5), ("latency_p99_ms", 0.99)):
         got = delta[figure]
@@ -231,7 +233,7 @@ def test_large_samples_use_sql_order_statistics_at_least_as_wide_as_exact(tmp_pa
         assert got["hi"] - got["lo"] < 2.0 * (hi - lo)
 
 
-def _group_arm(report: dict[str, object], arm: str) -> dict[str, object]:
+def _group_arm(report: dict[str, Any], arm: str) -> dict[str, Any]:
     groups = report["groups"]
     assert isinstance(groups, list)
     return next(g for g in groups if g["arm"] == arm)

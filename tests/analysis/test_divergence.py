@@ -13,7 +13,8 @@ import pytest
 from analysis.analyze import analyze
 from analysis.divergence import divergence, kind, lexical, structural
 from analysis.run import open_run
-from shadow.results.store import ResultRow, ResultsStore
+from shadow.results.rows import ResultRow
+from shadow.results.store import ResultsStore
 
 
 def test_lexical_is_one_minus_token_f1() -> None:
@@ -85,7 +86,7 @@ def test_analyze_reports_excess_divergence_over_the_noise_floor(tmp_path: Path) 
     with ResultsStore.open(path) as store:
         store.start_run("r", source="t", config={}, arms=list(outputs))
         store.write(rows)
-    report = analyze(open_run(path), ["intent"], n_boot=200)
+    report = analyze(open_run(path), ["intent"], n_boot=200).to_json()
     groups = {g["arm"]: g for g in report["groups"]}
     assert report["divergence_kind"] == "lexical"
     assert groups["candidate"]["divergence_mean"] == pytest.approx(0.5)
@@ -147,7 +148,7 @@ def test_empty_outputs_are_the_same_and_empty_vs_text_is_unrelated_with_an_embed
     class Refuses:
         name = "refuses-empty"
 
-        def embed(self, texts: list[str]) -> np.ndarray:
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
             assert all(t.strip() for t in texts)
             return np.tile([1.0, 0.0], (len(texts), 1))
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shadow.results.store import ResultRow, ResultsStore
+from shadow.results.rows import ResultRow
+from shadow.results.store import ResultsStore
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from analysis.run import NO_SLICE, Run, open_run
+from analysis.run import Run, open_run
+from analysis.sql import NO_SLICE
 from shadow.config import ModelPrice
 from shadow.errors import UsageError
 from shadow.replay.pricing import PricingTable
-from shadow.results.store import ParquetResultsWriter, ResultRow, ResultsStore
+from shadow.results.parquet import ParquetResultsWriter
+from shadow.results.rows import ResultRow
+from shadow.results.store import ResultsStore
 
 RUN = "run-new"
 OLD = "run-old"

@@ -2,14 +2,14 @@
 
 :class:`StaticMiniLMEmbedder` keeps one 384-dimension vector per word piece of MiniLM's
 vocabulary and embeds a text as the normalised sum of its word pieces' vectors: a table
-lookup and an addition, no transformer at run time (see ``analysis.embeddings`` for the
+lookup and an addition, no transformer at run time (see :mod:`analysis.embedders.minilm` for the
 speed and quality figures beside the contextual model's).
 
 The table is distilled once per machine and cached (:func:`cache_dir`):
 
 1. every vocabulary entry is run through the ONNX model as its own input, ``[CLS] piece
    [SEP]``, 512 such inputs per run, and the output is mean-pooled over the three positions,
-   as :class:`~analysis.embeddings.MiniLMEmbedder` pools (this separated paraphrases from
+   as :class:`~analysis.embedders.minilm.MiniLMEmbedder` pools (this separated paraphrases from
    unrelated texts better than the piece's own position alone);
 2. the rows are centred on the mean row of the word entries (the common direction every
    row shares otherwise dominates a sum; PCA, as Model2Vec does, but without dropping
@@ -25,22 +25,16 @@ pairs: mean gap 0.18 with neither, 0.52 with centring, 0.78 with both).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
 from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
-from analysis.embeddings import (
-    _MODEL_SHA256,
-    _TOKENIZER_SHA256,
-    _load_session,
-    _load_tokenizer,
-    _normalise,
-)
+from analysis.embedders.base import normalise
+from analysis.embedders.minilm import MODEL_SHA256, TOKENIZER_SHA256, load_session, load_tokenizer
+from shadow.files import atomic_write
 
 __all__ = ["StaticMiniLMEmbedder", "cache_dir"]
 
@@ -58,8 +52,8 @@ def cache_dir() -> Path:
 
 def distil(threads: int | None = None) -> np.ndarray:
     """The (vocab_size, 384) float32 table of the recipe above (about 16 s on two cores)."""
-    tokenizer = _load_tokenizer(8, "static")
-    session = _load_session(threads, "static")
+    tokenizer = load_tokenizer(8, "static")
+    session = load_session(threads, "static")
     # "the" is entry 1996: [PAD], [unused*] and single characters come before the words.
     cls, sep, first_word = (tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "the"))
     assert cls is not None  # the tokenizer file is pinned: these three are there
@@ -103,10 +97,10 @@ class StaticMiniLMEmbedder:
         if not 8 <= max_tokens <= 512:
             raise ValueError(f"max_tokens is {max_tokens}; it must be between 8 and 512")
         self.max_tokens = max_tokens
-        self._tokenizer = _load_tokenizer(max_tokens, "static")
+        self._tokenizer = load_tokenizer(max_tokens, "static")
         vocab = self._tokenizer.get_vocab_size()
         self.cache_path = cache_dir() / (
-            f"minilm-static-{_MODEL_SHA256[:16]}-{_TOKENIZER_SHA256[:16]}-{_RECIPE}.npy"
+            f"minilm-static-{MODEL_SHA256[:16]}-{TOKENIZER_SHA256[:16]}-{_RECIPE}.npy"
         )
         self.distilled = False
         table = self._read(vocab)
@@ -129,18 +123,10 @@ class StaticMiniLMEmbedder:
         return np.asarray(table)
 
     def _write(self, table: np.ndarray) -> None:
-        """Save via a temporary file in the same folder and ``os.replace``: never half-written."""
-        folder = self.cache_path.parent
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=self.cache_path.stem, suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.save(handle, table, allow_pickle=False)
-            os.replace(tmp, self.cache_path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        """Save it atomically (:func:`shadow.files.atomic_write`): never half-written."""
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(self.cache_path) as handle:
+            np.save(handle, table, allow_pickle=False)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of ``texts``, shape (len(texts), 384), float32 rows of unit length."""
@@ -155,4 +141,4 @@ class StaticMiniLMEmbedder:
             starts = np.cumsum(lengths) - lengths
             filled = lengths > 0  # reduceat needs strictly increasing starts
             out[filled] = np.add.reduceat(self._table[ids], starts[filled], axis=0)
-        return _normalise(out)
+        return normalise(out)

@@ -4,8 +4,8 @@ Each builder returns a ``plotly.graph_objects.Figure``, or ``None`` when the run
 show (the report then says "no data" in its place). Data is bounded whatever the run's size:
 distributions are at most about 2,000 order statistics per arm, picked in DuckDB (a window
 over the sorted values, not every row), and the timeline is bucketed in SQL, so a report of a
-run of millions of rows stays a few MB. Figures from ``analyze`` come as its JSON groups; any
-key may be missing or None.
+run of millions of rows stays a few MB. Figures from ``analyze`` come as its
+:class:`~analysis.result.GroupResult` groups, read by the registry's names; any may be None.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.run import Run
+from analysis.result import GroupResult
+from analysis.sql import Queryable
 
 __all__ = [
     "ARM_COLOURS",
     "MAX_SLICES",
-    "TPOT_SQL",
     "arm_order",
     "cdf",
     "cdf_points",
@@ -48,11 +48,6 @@ _OTHER: Final = "#54a24b"
 _EXCESS: Final = "#b22222"
 MAX_SLICES: Final = 30
 """Slices shown per chart: the largest ones by attempts."""
-TPOT_SQL: Final = (
-    "CASE WHEN completion_tokens > 1 AND ttft_ms IS NOT NULL AND latency_ms IS NOT NULL"
-    " THEN (latency_ms - ttft_ms) / (completion_tokens - 1) END"
-)
-"""DESIGN.md's tpot_ms: (latency − ttft) / (completion_tokens − 1)."""
 _BODY_POINTS: Final = 1_800
 _TAIL_POINTS: Final = 200  # extra points above p99, where routing changes show first
 _BUCKETS: Final = 120
@@ -100,11 +95,12 @@ def _style(fig: Any, *, title: str, height: int, **layout: Any) -> Any:
 # --- distributions -------------------------------------------------------------------------
 
 
-def cdf_points(run: Run, expr: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def cdf_points(run: Queryable, expr: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per arm, (values, cumulative fractions) of ``expr`` at about 2,000 order statistics.
 
     The ranks are evenly spaced, plus a denser set above p99; the smallest and largest value
-    are always included. ``expr`` is SQL over ``run_results`` from this package's constants.
+    are always included. ``expr`` is SQL over ``run_results`` (a column, or :mod:`analysis.sql`'s
+    ``TPOT_SQL``).
     """
     frame = run.sql(
         f"WITH v AS (SELECT arm, {expr} AS x FROM run_results WHERE ({expr}) IS NOT NULL),"
@@ -184,21 +180,33 @@ def _log_ticks(low: float, high: float) -> list[float]:
 # --- by slice ------------------------------------------------------------------------------
 
 
-def top_slices(groups: Sequence[Mapping[str, Any]]) -> list[str]:
+def top_slices(groups: Sequence[GroupResult]) -> list[str]:
     """Labels of the largest slices (attempts over every arm), at most :data:`MAX_SLICES`."""
     sizes: dict[str, int] = {}
     for g in groups:
-        label = slice_label(g.get("slice"))
-        sizes[label] = sizes.get(label, 0) + int(g.get("n") or 0)
+        label = slice_label(g.slice)
+        sizes[label] = sizes.get(label, 0) + int(g.value("n") or 0)
     return sorted(sizes, key=lambda s: (-sizes[s], s))[:MAX_SLICES]
 
 
-def _by_arm(groups: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Mapping[str, Any]]]:
-    out: dict[str, dict[str, Mapping[str, Any]]] = {}
+def _by_arm(groups: Sequence[GroupResult]) -> dict[str, dict[str, GroupResult]]:
+    out: dict[str, dict[str, GroupResult]] = {}
     for g in groups:
-        if isinstance(g.get("arm"), str):
-            out.setdefault(g["arm"], {})[slice_label(g.get("slice"))] = g
+        out.setdefault(g.arm, {})[slice_label(g.slice)] = g
     return {arm: out[arm] for arm in arm_order(list(out))}
+
+
+def _value(group: GroupResult | None, figure: str) -> float:
+    """A group's figure as a float; no group or no value is NaN (a gap in plotly)."""
+    return math.nan if group is None else _num(group.value(figure))
+
+
+def _delta(group: GroupResult | None, figure: str) -> tuple[float, float, float]:
+    """(change, lo, hi) of a group's relative change of ``figure``; NaN where there is none."""
+    found = None if group is None else group.delta.get(figure)
+    if found is None:
+        return math.nan, math.nan, math.nan
+    return _num(found.change), _num(found.lo), _num(found.hi)
 
 
 def _num(value: Any) -> float:
@@ -208,7 +216,7 @@ def _num(value: Any) -> float:
     )
 
 
-def latency_deltas_by_slice(groups: Sequence[Mapping[str, Any]], reference: str | None) -> Any:
+def latency_deltas_by_slice(groups: Sequence[GroupResult], reference: str | None) -> Any:
     """Relative change of latency p95 and p99 against the reference arm, per slice and arm,
     with the 95% interval of analyze's ``delta`` objects as error bars."""
     slices = top_slices(groups)
@@ -221,15 +229,14 @@ def latency_deltas_by_slice(groups: Sequence[Mapping[str, Any]], reference: str 
         for arm, by in arms.items():
             change, up, down, hover = [], [], [], []
             for label in slices:
-                g = by.get(label) or {}
-                d = (g.get("delta") or {}).get(figure) or {}
-                c, lo, hi = _num(d.get("change")), _num(d.get("lo")), _num(d.get("hi"))
+                g = by.get(label)
+                c, lo, hi = _delta(g, figure)
                 change.append(c * 100)
                 up.append(max(hi - c, 0.0) * 100 if math.isfinite(hi) else math.nan)
                 down.append(max(c - lo, 0.0) * 100 if math.isfinite(lo) else math.nan)
-                base = (reference_by_slice.get(label) or {}).get(figure)
+                base = _value(reference_by_slice.get(label), figure)
                 hover.append(
-                    f"{_num(base):,.0f} → {_num(g.get(figure)):,.0f} ms<br>"
+                    f"{base:,.0f} → {_value(g, figure):,.0f} ms<br>"
                     f"95% CI {lo * 100:+.1f}% … {hi * 100:+.1f}%"
                 )
             shown = shown or any(math.isfinite(c) for c in change)
@@ -275,7 +282,7 @@ def latency_deltas_by_slice(groups: Sequence[Mapping[str, Any]], reference: str 
     )
 
 
-def tokens_by_slice(groups: Sequence[Mapping[str, Any]]) -> Any:
+def tokens_by_slice(groups: Sequence[GroupResult]) -> Any:
     """Mean prompt and completion tokens per attempt, per slice and arm."""
     slices = top_slices(groups)
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08)
@@ -286,8 +293,8 @@ def tokens_by_slice(groups: Sequence[Mapping[str, Any]]) -> Any:
         for arm, by in _by_arm(groups).items():
             means = []
             for label in slices:
-                g = by.get(label) or {}
-                means.append(_num(g.get(figure)) / n if (n := _num(g.get("n"))) > 0 else math.nan)
+                g = by.get(label)
+                means.append(_value(g, figure) / n if (n := _value(g, "n")) > 0 else math.nan)
             shown = shown or any(math.isfinite(m) and m > 0 for m in means)
             fig.add_trace(
                 go.Bar(
@@ -307,7 +314,7 @@ def tokens_by_slice(groups: Sequence[Mapping[str, Any]]) -> Any:
     return _style(fig, title="Token use by slice", height=360, barmode="group")
 
 
-def cost_by_slice(groups: Sequence[Mapping[str, Any]]) -> Any:
+def cost_by_slice(groups: Sequence[GroupResult]) -> Any:
     """Cost per successful response (all attempts' cost / successes), per slice and arm."""
     slices = top_slices(groups)
     fig = go.Figure()
@@ -315,10 +322,9 @@ def cost_by_slice(groups: Sequence[Mapping[str, Any]]) -> Any:
     for arm, by in _by_arm(groups).items():
         values, hover = [], []
         for label in slices:
-            g = by.get(label) or {}
-            values.append(_num(g.get("cost_per_success_usd")))
-            d = (g.get("delta") or {}).get("cost_per_success_usd") or {}
-            c, lo, hi = _num(d.get("change")), _num(d.get("lo")), _num(d.get("hi"))
+            g = by.get(label)
+            values.append(_value(g, "cost_per_success_usd"))
+            c, lo, hi = _delta(g, "cost_per_success_usd")
             hover.append(
                 f"{c * 100:+.1f}% [{lo * 100:+.1f}%, {hi * 100:+.1f}%]"
                 if math.isfinite(c)
@@ -381,7 +387,7 @@ def divergence_histogram(values: Mapping[str, np.ndarray], *, kind: str) -> Any:
     )
 
 
-def divergence_by_slice(groups: Sequence[Mapping[str, Any]], reference: str | None) -> Any:
+def divergence_by_slice(groups: Sequence[GroupResult], reference: str | None) -> Any:
     """Mean divergence per slice and arm (bars) and the candidate's excess over the noise
     floor of the baseline's repeat (diamonds)."""
     slices = top_slices(groups)
@@ -390,7 +396,7 @@ def divergence_by_slice(groups: Sequence[Mapping[str, Any]], reference: str | No
     for arm, by in _by_arm(groups).items():
         if arm == reference:
             continue
-        means = [_num((by.get(s) or {}).get("divergence_mean")) for s in slices]
+        means = [_value(by.get(s), "divergence_mean") for s in slices]
         shown = shown or any(math.isfinite(m) for m in means)
         fig.add_trace(
             go.Bar(
@@ -402,9 +408,13 @@ def divergence_by_slice(groups: Sequence[Mapping[str, Any]], reference: str | No
             )
         )
     candidate = _by_arm(groups).get("candidate", {})
-    excess = [_num((candidate.get(s) or {}).get("excess_divergence")) for s in slices]
-    lows = [_num((candidate.get(s) or {}).get("excess_divergence_lo")) for s in slices]
-    highs = [_num((candidate.get(s) or {}).get("excess_divergence_hi")) for s in slices]
+    excess = [_value(candidate.get(s), "excess_divergence") for s in slices]
+    bounds = [
+        (math.nan, math.nan) if s not in candidate else candidate[s].interval("excess_divergence")
+        for s in slices
+    ]
+    lows = [_num(lo) for lo, _ in bounds]
+    highs = [_num(hi) for _, hi in bounds]
     if any(math.isfinite(e) for e in excess):
         shown = True
         fig.add_trace(
@@ -452,7 +462,7 @@ def _bucket_seconds(span: float) -> int:
     return int(math.ceil(span / _BUCKETS / 3600) * 3600)
 
 
-def timeline(run: Run, start: float | None, end: float | None) -> Any:
+def timeline(run: Queryable, start: float | None, end: float | None) -> Any:
     """Send rate, latency p50/p95 and errors per time bucket and arm, over the run."""
     if start is None or end is None:
         return None

@@ -22,9 +22,10 @@ import pytest
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from analysis.report_figures import cdf_points
+from analysis.report.charts import cdf_points
 from analysis.run import open_run
-from shadow.results.store import ResultRow, ResultsStore
+from shadow.results.rows import ResultRow
+from shadow.results.store import ResultsStore
 
 XSS = "<script>alert(1)</script>"
 WORDS = (
@@ -305,7 +306,7 @@ def test_distributions_are_bounded_order_statistics(tmp_path: Path) -> None:
 
 # --- a real browser ------------------------------------------------------------------------
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 _LOCAL = ("file:", "data:", "blob:", "about:")
 
 

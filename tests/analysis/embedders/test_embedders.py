@@ -13,17 +13,14 @@ import numpy as np
 import openai
 import pytest
 
-from analysis import static_embeddings
 from analysis.divergence import divergence, kind
-from analysis.embeddings import (
-    CachedEmbedder,
-    HttpEmbedder,
-    MiniLMEmbedder,
-    embed_async,
-    load_embedder,
-    minilm_available,
-)
-from analysis.static_embeddings import StaticMiniLMEmbedder
+from analysis.embedders import static as static_embeddings
+from analysis.embedders.base import embed_async
+from analysis.embedders.cache import CachedEmbedder
+from analysis.embedders.http import HttpEmbedder
+from analysis.embedders.loader import load_embedder
+from analysis.embedders.minilm import MiniLMEmbedder, minilm_available
+from analysis.embedders.static import StaticMiniLMEmbedder
 from shadow.errors import AnalysisError, UsageError
 from shadow.sim import MockLLMServer
 

@@ -1,0 +1,205 @@
+"""The typed result of :func:`analysis.analyze.analyze`: an :class:`AnalysisResult` of groups.
+
+A :class:`GroupResult` is one (slice values..., arm) group: its figures by the names of
+:data:`analysis.figures.FIGURES`, the models and error classes seen, and, for every arm
+compared with the reference arm, the relative changes (:class:`Change`), the tests
+(:class:`TestResult`) and the divergence flag. :meth:`AnalysisResult.to_json` gives exactly
+what ``shadow analyze --format json`` prints; the result also carries what only the report
+draws (the ok rate's change in points, the divergence sample), which the JSON leaves out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analysis.figures import FIGURES, figure
+
+__all__ = [
+    "AnalysisResult",
+    "Change",
+    "DivergenceSample",
+    "GroupResult",
+    "TestResult",
+    "Thresholds",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Change:
+    """A change against the reference arm, with its 95% interval (None: not computable)."""
+
+    change: float | None
+    lo: float | None
+    hi: float | None
+
+    def to_json(self) -> dict[str, float | None]:
+        """``{"change": ..., "lo": ..., "hi": ...}``."""
+        return {"change": self.change, "lo": self.lo, "hi": self.hi}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TestResult:
+    """One two-sample test: its p-value and the Benjamini-Hochberg q across the run."""
+
+    __test__ = False  # not a pytest test class
+
+    p: float | None
+    q: float | None
+
+    def to_json(self) -> dict[str, float | None]:
+        """``{"p": ..., "q": ...}``."""
+        return {"p": self.p, "q": self.q}
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupResult:
+    """The figures of one (slice values..., arm) group.
+
+    ``values`` maps figure names (:data:`~analysis.figures.FIGURES`) to numbers or None;
+    ``bounds`` holds the 95% intervals of the figures that have one (``excess_divergence``).
+    The comparison fields are set on compared arms only (``compared``), as in the JSON.
+    """
+
+    slice: dict[str, str]
+    arm: str
+    values: dict[str, Any]
+    models: dict[str, int]
+    errors: dict[str, int]
+    too_small: bool
+    model_mismatches: int | None = None
+    compared: bool = False
+    bounds: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    divergence_flagged: bool | None = None
+    delta: dict[str, Change] = field(default_factory=dict)
+    tests: dict[str, TestResult] = field(default_factory=dict)
+    ok_rate_change: Change | None = None
+    """The ok rate's change in percentage points with a normal-approximation 95% interval
+    (compared arms only; not part of the JSON)."""
+
+    def value(self, name: str) -> Any:
+        """The figure ``name`` of this group (None when it has no value here).
+
+        Raises:
+            KeyError: ``name`` is not a figure of the registry.
+        """
+        figure(name)
+        return self.values.get(name)
+
+    def interval(self, name: str) -> tuple[float | None, float | None]:
+        """The 95% interval of figure ``name`` when the group has one, else (None, None)."""
+        figure(name)
+        return self.bounds.get(name, (None, None))
+
+    def to_json(self) -> dict[str, Any]:
+        """The group as ``shadow analyze --format json`` prints it (keys in its order)."""
+        out: dict[str, Any] = {"slice": dict(self.slice), "arm": self.arm}
+        for name, fig in FIGURES.items():
+            if fig.section in ("summary", "extra"):
+                out[name] = self.values.get(name)
+        out["models"] = dict(self.models)
+        out["errors"] = dict(self.errors)
+        for name, fig in FIGURES.items():
+            if fig.section == "itl":
+                out[name] = self.values.get(name)
+        out["too_small"] = self.too_small
+        if self.model_mismatches is not None:
+            out["model_mismatches"] = self.model_mismatches
+        if not self.compared:
+            return out
+        for name, fig in FIGURES.items():
+            if fig.section == "divergence":
+                out[name] = self.values.get(name)
+                if fig.interval:
+                    out[f"{name}_lo"], out[f"{name}_hi"] = self.interval(name)
+        out["divergence_flagged"] = self.divergence_flagged
+        out["delta"] = {name: change.to_json() for name, change in self.delta.items()}
+        out["tests"] = {name: test.to_json() for name, test in self.tests.items()}
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Thresholds:
+    """The settings a result was judged with."""
+
+    slo: dict[str, float | None]
+    min_samples: int
+    flag_abs: float
+    flag_rel: float
+    pin_models: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``thresholds`` object of the JSON."""
+        return {
+            "slo": dict(self.slo),
+            "min_samples": self.min_samples,
+            "flag_abs": self.flag_abs,
+            "flag_rel": self.flag_rel,
+            "pin_models": dict(self.pin_models),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class DivergenceSample:
+    """Final outputs of hash-sampled traces that reached the reference arm, and each other
+    arm's divergence from it: the report's histogram and examples come from one sample."""
+
+    reference: str
+    total: int
+    """Traces with an attempt on the reference arm, sampled or not."""
+    rows: dict[str, dict[str, dict[str, Any]]]
+    """trace -> arm -> ``output_text`` and ``slices`` (JSON text)."""
+    scores: dict[str, tuple[list[str], np.ndarray]]
+    """arm -> (traces, the divergence of each from the reference)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnalysisResult:
+    """Everything ``shadow analyze`` computes for one run, sliced by ``by``."""
+
+    run_id: str
+    baseline_arm: str | None
+    """The reference arm: ``baseline``, or ``production`` in a live-mirror run."""
+    by: list[str]
+    divergence_kind: str
+    thresholds: Thresholds
+    groups: list[GroupResult]
+    fidelity: dict[str, Any] | None
+    """Replay fidelity (:mod:`analysis.fidelity`), or None when there is nothing to compare."""
+    alarms: list[str]
+    sample: DivergenceSample | None = None
+    """The report's divergence sample, when analyze was asked for it (not in the JSON)."""
+
+    @property
+    def flagged(self) -> list[GroupResult]:
+        """The groups whose excess divergence is flagged."""
+        return [g for g in self.groups if g.divergence_flagged]
+
+    def group(self, arm: str, slice: Mapping[str, str] | None = None) -> GroupResult | None:
+        """The group of ``arm`` and slice values ``slice`` (default: no slices), if any."""
+        wanted = dict(slice or {})
+        return next((g for g in self.groups if g.arm == arm and g.slice == wanted), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """Exactly what ``shadow analyze --format json`` prints (keys in its order)."""
+        return {
+            "run_id": self.run_id,
+            "baseline_arm": self.baseline_arm,
+            "by": list(self.by),
+            "divergence_kind": self.divergence_kind,
+            "thresholds": self.thresholds.to_json(),
+            "groups": [g.to_json() for g in self.groups],
+            "fidelity": self.fidelity,
+            "flagged": [
+                {
+                    "slice": dict(g.slice),
+                    "arm": g.arm,
+                    "excess_divergence": g.values.get("excess_divergence"),
+                }
+                for g in self.flagged
+            ],
+            "alarms": list(self.alarms),
+        }
