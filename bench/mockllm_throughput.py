@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -79,7 +80,7 @@ def lua_script(stream: bool) -> str:
     )
 
 
-def run_wrk(wrk: str, url: str, connections: int, seconds: int, stream: bool) -> dict[str, float]:
+def run_wrk(wrk: str, url: str, connections: int, seconds: int, stream: bool) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(lua_script(stream))
         script = fh.name

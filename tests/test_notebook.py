@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shadow.results.store import ResultRow, ResultsStore
+from shadow.results.rows import ResultRow
+from shadow.results.store import ResultsStore
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "divergence.ipynb"
 INTENTS = ("complete", "refactor")

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from shadow._version import __version__
+from shadow.cli.flags import user_message
 from shadow.errors import ShadowError
 
 __all__ = ["cli", "main"]
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> Any:
     except ShadowError as exc:
         if debug:
             raise
-        click.echo(f"shadow: error: {exc}", err=True)
+        click.echo(f"shadow: error: {user_message(exc)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("shadow: interrupted", err=True)

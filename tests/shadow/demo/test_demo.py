@@ -121,7 +121,13 @@ def test_ctrl_c_while_driving_traffic_stops_every_child_and_exits_130(tmp_path: 
         text=True,
     ) as proc:
         assert proc.stdout is not None
-        reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True)
+        stdout = proc.stdout
+
+        def read_lines() -> None:
+            for line in stdout:
+                lines.put(line)
+
+        reader = threading.Thread(target=read_lines, daemon=True)
         reader.start()
         deadline = time.monotonic() + 60
         try:
