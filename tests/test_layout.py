@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -212,3 +213,9 @@ def test_nothing_points_outside_the_repository(suffix: str) -> None:
         if name.endswith(suffix) and outside.search((REPO / name).read_text())
     ]
     assert hits == []
+
+
+def test_the_wheel_ships_the_three_packages() -> None:
+    """pyproject.toml builds a wheel of exactly the three packages (an install needs them)."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert config["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == list(PACKAGES)

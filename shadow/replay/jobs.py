@@ -22,11 +22,12 @@ from shadow.config import ArmConfig, ReplayConfig, SafetyConfig, ValidatorsConfi
 from shadow.errors import UsageError
 from shadow.replay.arms import replay_arms, replay_targets
 from shadow.replay.breaker import CircuitBreaker
-from shadow.replay.mirror import Mirror
+from shadow.replay.mirror import MIRROR_STATS_WINDOW, Mirror
 from shadow.replay.pacing import start_at_epoch
 from shadow.replay.plan import DryRun, Pacing, ReplayPlan
 from shadow.replay.pricing import PricingTable
 from shadow.replay.replayer import Replayer
+from shadow.replay.scheduler import FanOut
 from shadow.replay.session import RunSession, RunStatus, new_mirror_run_id, new_run_id
 from shadow.replay.sources import load_sorted
 from shadow.replay.stats import ReplayStats
@@ -141,10 +142,8 @@ async def run_replay(
             run_id, arms=arms, config=job.run_config, targets=targets, resume=job.resume
         )
         plan = plan.resume(done)
-        replayer = Replayer(
+        fanout = FanOut(
             run_id=run_id,
-            items=plan.items,
-            offsets=list(plan.offsets),
             targets=session.targets,
             writer=session.writer,
             pricing=job.pricing,
@@ -154,10 +153,11 @@ async def run_replay(
             max_in_flight=replay.max_in_flight,
             max_cost_usd=job.safety.max_cost_usd,
             retries=replay.retries,
-            done=done,
             source=session.source,
-            start=start,
             grace_s=job.grace_s,
+        )
+        replayer = Replayer(
+            fanout, items=plan.items, offsets=list(plan.offsets), done=done, start=start
         )
         session.track(replayer.stats)
         async with watch(replayer) if watch else contextlib.nullcontext():
@@ -225,17 +225,20 @@ async def run_mirror(job: MirrorJob, *, watch: MirrorWatch | None = None) -> Mir
             targets={"candidate": HttpTarget("candidate", job.candidate)},
         )
         mirror = Mirror(
-            run_id=run_id,
-            source=session.source,
-            targets=session.targets,
-            writer=session.writer,
-            pricing=job.pricing,
-            validators=validators,
-            breakers={"candidate": CircuitBreaker.from_config(job.safety)},
-            allowed_paths=job.replay.allowed_paths,
-            max_in_flight=job.replay.max_in_flight,
-            max_cost_usd=job.safety.max_cost_usd,
-            grace_s=job.grace_s,
+            FanOut(
+                run_id=run_id,
+                targets=session.targets,
+                writer=session.writer,
+                pricing=job.pricing,
+                validators=validators,
+                breakers={"candidate": CircuitBreaker.from_config(job.safety)},
+                allowed_paths=job.replay.allowed_paths,
+                max_in_flight=job.replay.max_in_flight,
+                max_cost_usd=job.safety.max_cost_usd,
+                source=session.source,
+                grace_s=job.grace_s,
+                stats_window=MIRROR_STATS_WINDOW,
+            )
         )
         session.track(mirror.stats, live=True)
         async with watch(mirror) if watch else contextlib.nullcontext():

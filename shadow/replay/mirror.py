@@ -12,22 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
 
-from shadow.replay.breaker import CircuitBreaker
-from shadow.replay.pricing import PricingTable
 from shadow.replay.scheduler import FanOut
 from shadow.replay.sources import SourceItem, TraceSource
 from shadow.replay.stats import ReplayStats
-from shadow.replay.targets import Attempt, Target
-from shadow.replay.validators import Validators
-from shadow.results.rows import ResultRow
-from shadow.results.writer import AsyncResultsWriter
+from shadow.replay.targets import Attempt
 from shadow.wire.usage import output_text
 
-__all__ = ["Mirror", "production_attempt"]
+__all__ = ["MIRROR_STATS_WINDOW", "Mirror", "production_attempt"]
 
-_WINDOW = 100_000
+MIRROR_STATS_WINDOW = 100_000
 """A mirror runs until stopped: it keeps this many of the newest lags and latencies per arm."""
 
 
@@ -63,46 +57,20 @@ def production_attempt(item: SourceItem) -> Attempt:
 class Mirror:
     """Runs until stopped, sending each new record to the candidate as it arrives.
 
-    ``targets`` must hold the ``candidate`` arm; the other arguments are the
-    :class:`~shadow.replay.scheduler.FanOut`'s.
+    ``fanout`` holds the ``candidate`` arm and the source the mirror follows (its positions
+    are committed once durable); give it ``stats_window=MIRROR_STATS_WINDOW`` so a mirror that
+    runs for days keeps bounded figures.
     """
 
-    def __init__(
-        self,
-        *,
-        run_id: str,
-        source: TraceSource,
-        targets: Mapping[str, Target],
-        writer: AsyncResultsWriter,
-        pricing: PricingTable,
-        validators: Validators | None = None,
-        breakers: Mapping[str, CircuitBreaker] | None = None,
-        allowed_paths: Sequence[str] = (),
-        max_in_flight: int = 10_000,
-        max_cost_usd: float | None = None,
-        retries: int = 0,
-        grace_s: float = 30.0,
-        on_result: Callable[[ResultRow], None] | None = None,
-        stats_window: int | None = _WINDOW,
-    ) -> None:
-        self.run_id = run_id
-        self.source = source
-        self.stats = ReplayStats(run_id=run_id, total=0, window=stats_window)
-        self.fanout = FanOut(
-            stats=self.stats,
-            targets=targets,
-            writer=writer,
-            pricing=pricing,
-            validators=validators,
-            breakers=breakers,
-            allowed_paths=allowed_paths,
-            max_in_flight=max_in_flight,
-            max_cost_usd=max_cost_usd,
-            retries=retries,
-            source=source,
-            grace_s=grace_s,
-            on_result=on_result,
-        )
+    def __init__(self, fanout: FanOut) -> None:
+        if fanout.source is None:
+            raise ValueError("a mirror follows its fan-out's source; give the FanOut one")
+        if "candidate" not in fanout.targets:
+            raise ValueError("a mirror sends to the candidate arm; give the FanOut one")
+        self.fanout = fanout
+        self.run_id = fanout.run_id
+        self.source: TraceSource = fanout.source
+        self.stats = fanout.stats
 
     def request_stop(self) -> None:
         """Stop taking new records; sends under way finish within the grace period."""

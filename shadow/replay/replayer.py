@@ -17,18 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 
-from shadow.replay.breaker import CircuitBreaker
 from shadow.replay.pacing import Pacer
-from shadow.replay.pricing import PricingTable
 from shadow.replay.scheduler import FanOut
-from shadow.replay.sources import SourceItem, TraceSource
+from shadow.replay.sources import SourceItem
 from shadow.replay.stats import ReplayStats
-from shadow.replay.targets import Target
-from shadow.replay.validators import Validators
-from shadow.results.rows import ResultRow
-from shadow.results.writer import AsyncResultsWriter
 
 __all__ = ["Replayer"]
 
@@ -37,61 +31,34 @@ _INTERRUPTIBLE_S = 0.25
 
 
 class Replayer:
-    """Runs one replay (see the module docstring).
+    """Runs one replay (see the module docstring) through ``fanout``, which sends and records.
 
     Args:
+        fanout: the run's sends and rails; its stats count ``items`` as the run's total.
         items: the records, in replay order, and ``offsets`` their due times (seconds after
             ``start``, a ``loop.time()`` value; by default 50 ms after :meth:`run` begins).
         done: ``(trace_id, arm)`` pairs already answered (a resumed run): not sent again.
-
-    The other arguments are the :class:`~shadow.replay.scheduler.FanOut`'s.
     """
 
     def __init__(
         self,
+        fanout: FanOut,
         *,
-        run_id: str,
         items: Sequence[SourceItem],
         offsets: Sequence[float],
-        targets: Mapping[str, Target],
-        writer: AsyncResultsWriter,
-        pricing: PricingTable,
-        validators: Validators | None = None,
-        breakers: Mapping[str, CircuitBreaker] | None = None,
-        allowed_paths: Sequence[str] = (),
-        max_in_flight: int = 10_000,
-        max_cost_usd: float | None = None,
-        retries: int = 0,
         done: set[tuple[str, str]] | None = None,
-        source: TraceSource | None = None,
         start: float | None = None,
-        grace_s: float = 30.0,
-        on_result: Callable[[ResultRow], None] | None = None,
-        stats_window: int | None = None,
     ) -> None:
         if len(items) != len(offsets):
             raise ValueError("items and offsets differ in length")
-        self.run_id = run_id
+        self.fanout = fanout
+        self.run_id = fanout.run_id
         self.items = items
         self.offsets = [float(o) for o in offsets]  # plain floats: numpy scalars leak into rows
         self.done = done or set()
         self.start = start
-        self.stats = ReplayStats(run_id=run_id, total=len(items), window=stats_window)
-        self.fanout = FanOut(
-            stats=self.stats,
-            targets=targets,
-            writer=writer,
-            pricing=pricing,
-            validators=validators,
-            breakers=breakers,
-            allowed_paths=allowed_paths,
-            max_in_flight=max_in_flight,
-            max_cost_usd=max_cost_usd,
-            retries=retries,
-            source=source,
-            grace_s=grace_s,
-            on_result=on_result,
-        )
+        self.stats = fanout.stats
+        self.stats.total = len(items)
 
     def request_stop(self) -> None:
         """Stop scheduling; sends already under way finish within the grace period."""

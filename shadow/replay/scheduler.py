@@ -46,7 +46,7 @@ class FanOut:
     """Sends records to arms as their schedulers dispatch them (see the module docstring).
 
     Args:
-        stats: the run's figures; the fan-out updates them as sends start and finish.
+        run_id: the run the result rows belong to.
         targets: the arms that can be sent to, by name.
         breakers: a circuit breaker per arm name (arms without one are never skipped).
         allowed_paths: path prefixes that are sent (empty: every path).
@@ -56,12 +56,16 @@ class FanOut:
         source: where committable positions are committed (after the results are durable).
         grace_s: after a stop request, how long sends under way get to finish.
         on_result: called with every result row, after it is handed to the writer.
+        stats_window: keep only this many of the newest lags and latencies per arm in
+            :attr:`stats` (a long-running mirror); None keeps all.
+
+    :attr:`stats` holds the run's running figures, updated as sends start and finish.
     """
 
     def __init__(
         self,
         *,
-        stats: ReplayStats,
+        run_id: str,
         targets: Mapping[str, Target],
         writer: AsyncResultsWriter,
         pricing: PricingTable,
@@ -74,9 +78,10 @@ class FanOut:
         source: TraceSource | None = None,
         grace_s: float = 30.0,
         on_result: Callable[[ResultRow], None] | None = None,
+        stats_window: int | None = None,
     ) -> None:
-        self.stats = stats
-        self.run_id = stats.run_id
+        self.run_id = run_id
+        self.stats = ReplayStats(run_id=run_id, total=0, window=stats_window)
         self.targets = targets
         self.writer = writer
         self.pricing = pricing

@@ -7,7 +7,8 @@ arms' targets. On exit it writes how the run ended and closes everything, on eve
     async with RunSession("traces.jsonl", out="run.duckdb") as session:
         items = await load_sorted(session.source)
         done = session.begin(run_id, arms=["baseline", "candidate"], config={}, targets=...)
-        replayer = Replayer(..., writer=session.writer, source=session.source)
+        fanout = FanOut(run_id=run_id, targets=session.targets, writer=session.writer, ...)
+        replayer = Replayer(fanout, items=items, offsets=...)
         session.track(replayer.stats)
         await replayer.run()
 

@@ -19,6 +19,7 @@ from shadow.replay.breaker import CircuitBreaker
 from shadow.replay.pacing import recorded_schedule
 from shadow.replay.pricing import DEFAULT_PRICES, PricingTable
 from shadow.replay.replayer import Replayer
+from shadow.replay.scheduler import FanOut
 from shadow.replay.sources import SourceItem
 from shadow.replay.targets import HttpTarget, build_request
 from shadow.results.store import ResultsStore
@@ -63,14 +64,17 @@ async def replay(
     }
     writer = AsyncResultsWriter(store, batch_rows=50)
     store.start_run(run_id, source="test", config={}, arms=list(targets))
-    replayer = Replayer(
+    fanout = FanOut(
         run_id=run_id,
-        items=items(records),
-        offsets=list(recorded_schedule([r.captured_at for r in records], speed=speed)),
         targets=targets,
         writer=writer,
         pricing=PricingTable(DEFAULT_PRICES),
         **kwargs,  # type: ignore[arg-type]
+    )
+    replayer = Replayer(
+        fanout,
+        items=items(records),
+        offsets=list(recorded_schedule([r.captured_at for r in records], speed=speed)),
     )
     try:
         await replayer.run()
@@ -125,12 +129,11 @@ async def test_a_slow_target_never_delays_later_sends(
         writer = AsyncResultsWriter(store)
         records = window[:20]
         replayer = Replayer(
-            run_id="slow",
+            FanOut(
+                run_id="slow", targets=targets, writer=writer, pricing=PricingTable(DEFAULT_PRICES)
+            ),
             items=items(records),
             offsets=list(recorded_schedule([r.captured_at for r in records], speed=40)),
-            targets=targets,
-            writer=writer,
-            pricing=PricingTable(DEFAULT_PRICES),
         )
         await replayer.run()
         await writer.aclose()

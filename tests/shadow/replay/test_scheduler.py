@@ -15,7 +15,6 @@ from shadow.replay.pricing import DEFAULT_PRICES, PricingTable
 from shadow.replay.replayer import Replayer
 from shadow.replay.scheduler import FanOut
 from shadow.replay.sources import SourceItem
-from shadow.replay.stats import ReplayStats
 from shadow.replay.targets import Attempt
 from shadow.results.store import ResultsStore
 from shadow.results.writer import AsyncResultsWriter
@@ -38,12 +37,14 @@ async def test_an_exception_in_a_send_surfaces_from_the_replay(tmp_path: Path) -
     items = [SourceItem(record=r, position=None) for r in records(20)]
     async with AsyncResultsWriter(store) as writer:
         replayer = Replayer(
-            run_id="r",
+            FanOut(
+                run_id="r",
+                targets={"baseline": AnsweringTarget("baseline"), "candidate": RaisingTarget("c")},
+                writer=writer,
+                pricing=PRICING,
+            ),
             items=items,
             offsets=[0.001 * i for i in range(20)],
-            targets={"baseline": AnsweringTarget("baseline"), "candidate": RaisingTarget("c")},
-            writer=writer,
-            pricing=PRICING,
         )
         with pytest.raises(RuntimeError, match="bug in the c target"):
             await replayer.run()
@@ -58,11 +59,13 @@ async def test_an_exception_in_a_send_surfaces_from_the_mirror(tmp_path: Path) -
     store.start_run("m", source="test", config={}, arms=["production", "candidate"])
     async with AsyncResultsWriter(store) as writer:
         mirror = Mirror(
-            run_id="m",
-            source=ListSource(records(5)),
-            targets={"candidate": RaisingTarget("candidate")},
-            writer=writer,
-            pricing=PRICING,
+            FanOut(
+                run_id="m",
+                source=ListSource(records(5)),
+                targets={"candidate": RaisingTarget("candidate")},
+                writer=writer,
+                pricing=PRICING,
+            )
         )
         with pytest.raises(RuntimeError, match="bug in the candidate target"):
             await mirror.run()
@@ -80,11 +83,13 @@ async def test_the_mirror_writes_production_and_candidate_and_commits_after_flus
     candidate = AnsweringTarget("candidate")
     async with AsyncResultsWriter(store) as writer:
         mirror = Mirror(
-            run_id="m",
-            source=source,
-            targets={"candidate": candidate},
-            writer=writer,
-            pricing=PRICING,
+            FanOut(
+                run_id="m",
+                source=source,
+                targets={"candidate": candidate},
+                writer=writer,
+                pricing=PRICING,
+            )
         )
         stats = await mirror.run()  # the list source ends, so the mirror does too
     store.close()
@@ -100,7 +105,7 @@ async def test_dispatch_outside_run_is_refused(tmp_path: Path) -> None:
     store = ResultsStore.open(tmp_path / "run.duckdb")
     async with AsyncResultsWriter(store) as writer:
         fanout = FanOut(
-            stats=ReplayStats(run_id="r", total=1),
+            run_id="r",
             targets={"baseline": AnsweringTarget("baseline")},
             writer=writer,
             pricing=PRICING,
@@ -124,12 +129,14 @@ async def test_force_stop_cancels_sends_and_counts_them(tmp_path: Path) -> None:
     store.start_run("r", source="test", config={}, arms=["baseline"])
     async with AsyncResultsWriter(store) as writer:
         replayer = Replayer(
-            run_id="r",
+            FanOut(
+                run_id="r",
+                targets={"baseline": Hanging("baseline")},
+                writer=writer,
+                pricing=PRICING,
+            ),
             items=[SourceItem(record=r, position=None) for r in records(3)],
             offsets=[0.0, 0.0, 0.0],
-            targets={"baseline": Hanging("baseline")},
-            writer=writer,
-            pricing=PRICING,
         )
         stats = await replayer.run()
     store.close()
@@ -150,11 +157,13 @@ async def test_a_source_error_surfaces_as_itself_not_as_a_task_group(tmp_path: P
     store.start_run("m", source="test", config={}, arms=["production", "candidate"])
     async with AsyncResultsWriter(store) as writer:
         mirror = Mirror(
-            run_id="m",
-            source=Broken(records(3)),
-            targets={"candidate": AnsweringTarget("candidate")},
-            writer=writer,
-            pricing=PRICING,
+            FanOut(
+                run_id="m",
+                source=Broken(records(3)),
+                targets={"candidate": AnsweringTarget("candidate")},
+                writer=writer,
+                pricing=PRICING,
+            )
         )
         with pytest.raises(UsageError, match="topic t has gone"):
             await mirror.run()

@@ -12,6 +12,7 @@ import pytest
 from shadow.errors import UsageError
 from shadow.replay.pricing import DEFAULT_PRICES, PricingTable
 from shadow.replay.replayer import Replayer
+from shadow.replay.scheduler import FanOut
 from shadow.replay.session import RunSession, UnknownRunError, run_status
 from shadow.replay.sources import load_sorted
 from shadow.replay.stats import ReplayStats
@@ -43,16 +44,15 @@ async def replay_in_session(
     """Begin run ``r`` in ``session`` and replay its source to ``targets``."""
     items = await load_sorted(session.source)
     session.begin("r", arms=list(targets), config={"test": True}, targets=targets)
-    replayer = Replayer(
+    fanout = FanOut(
         run_id="r",
-        items=items,
-        offsets=[0.001 * i for i in range(len(items))],
         targets=session.targets,
         writer=session.writer,
         pricing=PRICING,
         source=session.source,
         **options,  # type: ignore[arg-type]
     )
+    replayer = Replayer(fanout, items=items, offsets=[0.001 * i for i in range(len(items))])
     session.track(replayer.stats)
     if stop_first:
         replayer.request_stop()
