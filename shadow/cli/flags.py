@@ -18,13 +18,10 @@ FLAGS = {
     "port": "--port",
     "ramp": "--ramp",
     "rate": "--rate",
-    "requests": "--requests",
-    "seed": "--seed",
     "speed": "--speed",
     "start_at": "--start-at",
-    "upstream": "--upstream",
 }
-"""Library setting → the flag that sets it."""
+"""Library setting → the flag that sets it (the settings library code names in its errors)."""
 
 
 def user_message(exc: ShadowError) -> str:

