@@ -3,7 +3,8 @@
 Shared by the :class:`~shadow.replay.replayer.Replayer` (paced, from a loaded list) and the
 :class:`~shadow.replay.mirror.Mirror` (live, from a topic): they decide *when* a record is due,
 :class:`FanOut` does the rest. Per send: the arm's circuit breaker (skip and count while
-open), the budget cap on the priced cost (stop the run once reached), retries (off by
+open), the budget cap on the priced cost (stop the run once reached, or once it cannot be
+enforced because a model has no price: :mod:`shadow.replay.budget`), retries (off by
 default; every attempt is a row, with its cost), the validators (what makes a 2xx a success),
 pricing, the result row and the running stats. Once every arm of a record has finished, the
 record's source position becomes committable; positions are committed only after the results
@@ -20,9 +21,11 @@ import functools
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from shadow.replay.breaker import CircuitBreaker
+from shadow.replay.budget import NO_MODEL, unenforceable_reason
 from shadow.replay.pricing import PricingTable
 from shadow.replay.sources import SourceItem, TraceSource
 from shadow.replay.stats import ReplayStats
@@ -51,7 +54,12 @@ class FanOut:
         breakers: a circuit breaker per arm name (arms without one are never skipped).
         allowed_paths: path prefixes that are sent (empty: every path).
         max_in_flight: at most this many sends under way; :meth:`acquire` waits for a slot.
-        max_cost_usd: stop the run once the priced cost of all attempts reaches this.
+        max_cost_usd: stop the run once the priced cost of all attempts reaches this, or once
+            an attempt is about to go to (``model_of``) or reports a model without a price.
+        allow_unpriced: with ``max_cost_usd``, go on past unpriced models (the cap then
+            covers priced attempts only; unpriced ones are counted in the stats).
+        model_of: the model a record's request will ask an arm for (None: unknown), checked
+            against the pricing before each send while a budget is set.
         retries: extra attempts after a timeout, connection error, 5xx or 429.
         source: where committable positions are committed (after the results are durable).
         grace_s: after a stop request, how long sends under way get to finish.
@@ -74,6 +82,8 @@ class FanOut:
         allowed_paths: Sequence[str] = (),
         max_in_flight: int = 10_000,
         max_cost_usd: float | None = None,
+        allow_unpriced: bool = False,
+        model_of: Callable[[TraceRecord, str], str | None] | None = None,
         retries: int = 0,
         source: TraceSource | None = None,
         grace_s: float = 30.0,
@@ -89,6 +99,8 @@ class FanOut:
         self.breakers = dict(breakers or {})
         self.allowed = tuple(allowed_paths)
         self.max_cost_usd = max_cost_usd
+        self.allow_unpriced = allow_unpriced
+        self.model_of = model_of
         self.retries = retries
         self.source = source
         self.grace_s = grace_s
@@ -235,6 +247,8 @@ class FanOut:
         if error is not None:
             stats.count_error(error)
         stats.cost_usd += cost or 0.0
+        if cost is None and (attempt.prompt_tokens or attempt.completion_tokens):
+            self._unpriced(arm, attempt.model or NO_MODEL)
         record = item.record
         row = ResultRow(
             run_id=self.run_id,
@@ -272,15 +286,14 @@ class FanOut:
         for attempt_no in range(self.retries + 1):
             if breaker is not None and not breaker.allow():
                 stats.skipped += 1
-                await self.write(item, arm, scheduled_at, Attempt(error="skipped_breaker"), 0)
+                # A skipped retry is its own attempt: it must not overwrite the real first one.
+                skip = Attempt(error="skipped_breaker")
+                await self.write(item, arm, scheduled_at, skip, attempt_no)
                 return
-            if self.max_cost_usd is not None and self.stats.cost_usd >= self.max_cost_usd:
-                if not self.stats.budget_exhausted:
-                    log.warning("budget of %.2f USD reached; stopping", self.max_cost_usd)
-                self.stats.budget_exhausted = True
-                self.request_stop()
+            if self._over_budget(item.record, arm):
                 stats.skipped += 1
-                await self.write(item, arm, scheduled_at, Attempt(error="skipped_budget"), 0)
+                skip = Attempt(error="skipped_budget")
+                await self.write(item, arm, scheduled_at, skip, attempt_no)
                 return
             attempt = await target.send(item.record, due=due)
             ok = await self.write(item, arm, scheduled_at, attempt, attempt_no)
@@ -289,6 +302,42 @@ class FanOut:
             if ok or (attempt.error not in _RETRYABLE and attempt.status != 429):
                 return
             due = time.perf_counter()  # a retry is due when the failed attempt ended
+
+    # -- the budget ---------------------------------------------------------------------------
+
+    def _over_budget(self, record: TraceRecord, arm: str) -> bool:
+        """Whether the budget stops this send (spent, or unenforceable); stops the run if so."""
+        if self.max_cost_usd is None:
+            return False
+        if self.model_of is not None and not self.allow_unpriced:
+            model = self.model_of(record, arm)
+            if model is not None and self.pricing.price(model) is None:
+                self._cannot_enforce(model)
+        if self.stats.budget_unenforceable is None and self.stats.cost_usd < self.max_cost_usd:
+            return False
+        if not self.stats.budget_exhausted:
+            log.warning("budget of %.2f USD reached; stopping", self.max_cost_usd)
+        self.stats.budget_exhausted = True
+        self.request_stop()
+        return True
+
+    def _unpriced(self, arm: str, model: str) -> None:
+        """Count an attempt whose tokens could not be priced; a budget cannot cover it."""
+        self.stats.arm(arm).unpriced += 1
+        seen = self.stats.unpriced_models
+        if model not in seen:
+            log.warning("model %r has no price: its attempts have no cost", model)
+        seen[model] = seen.get(model, 0) + 1
+        if self.max_cost_usd is not None and not self.allow_unpriced:
+            self._cannot_enforce(model)
+
+    def _cannot_enforce(self, model: str) -> None:
+        """Stop the run: a budget that cannot see an attempt's cost is not a budget."""
+        if self.stats.budget_unenforceable is None:
+            self.stats.budget_unenforceable = unenforceable_reason(model)
+            log.warning("%s; stopping", self.stats.budget_unenforceable)
+        self.stats.budget_exhausted = True
+        self.request_stop()
 
     def _finished(self, key: int, item: SourceItem, arm: str, task: asyncio.Task[None]) -> None:
         """Bookkeeping once a send ends, however it ends (even cancelled before it started)."""
@@ -320,17 +369,21 @@ class FanOut:
 
 
 def _raise_unwrapped(group: BaseExceptionGroup[BaseException]) -> None:
-    """Raise a task group's lone error as itself (one line for the CLI), else the group."""
+    """Raise the first error of a task group as itself (one line for the CLI).
+
+    Sends that fail together (the same bug hit by two arms at once) would otherwise surface as
+    a group whose contents depend on timing; the others are logged and noted on the first.
+    """
     leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        error = pending.pop()
+    pending: deque[BaseException] = deque([group])
+    while pending:  # breadth first, so the first leaf is the group's first error
+        error = pending.popleft()
         if isinstance(error, BaseExceptionGroup):
             pending.extend(error.exceptions)
         elif not any(error is seen for seen in leaves):
             leaves.append(error)
-    if len(leaves) == 1:
-        error = leaves[0]
-        raise error from error.__cause__  # keeps its own cause; the group adds nothing
-    log.error("%d sends failed: %s", len(leaves), "; ".join(map(repr, leaves)))
-    raise group
+    first = leaves[0]
+    if len(leaves) > 1:
+        log.error("%d sends failed: %s", len(leaves), "; ".join(map(repr, leaves)))
+        first.add_note(f"{len(leaves) - 1} more send(s) failed at the same time (see the log)")
+    raise first from first.__cause__  # keeps its own cause; the group adds nothing

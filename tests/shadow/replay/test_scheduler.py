@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import duckdb
 import pytest
 
 from shadow.errors import UsageError
+from shadow.replay.breaker import CircuitBreaker
 from shadow.replay.mirror import Mirror
 from shadow.replay.pricing import DEFAULT_PRICES, PricingTable
 from shadow.replay.replayer import Replayer
@@ -168,3 +170,51 @@ async def test_a_source_error_surfaces_as_itself_not_as_a_task_group(tmp_path: P
         with pytest.raises(UsageError, match="topic t has gone"):
             await mirror.run()
     store.close()
+
+
+async def test_sends_failing_together_surface_as_the_first_error(tmp_path: Path) -> None:
+    """Two arms hitting a bug at once end run() with one error (not a group), noting the other."""
+    store = ResultsStore.open(tmp_path / "run.duckdb")
+    store.start_run("r", source="test", config={}, arms=["baseline", "candidate"])
+    items = [SourceItem(record=r, position=None) for r in records(5)]
+    targets = {"baseline": RaisingTarget("b"), "candidate": RaisingTarget("c")}
+    async with AsyncResultsWriter(store) as writer:
+        replayer = Replayer(
+            FanOut(run_id="r", targets=targets, writer=writer, pricing=PRICING),
+            items=items,
+            offsets=[0.0] * 5,  # every send at once: both arms raise together
+        )
+        with pytest.raises(RuntimeError, match=r"bug in the [bc] target") as caught:
+            await replayer.run()
+    store.close()
+    notes = getattr(caught.value, "__notes__", [])
+    assert len(notes) == 1
+    assert "more send(s) failed at the same time" in notes[0]
+
+
+async def test_a_retry_the_breaker_skips_keeps_the_failed_first_attempt(tmp_path: Path) -> None:
+    """A 5xx, then the breaker opens: the failed attempt 0 stays, the skip is attempt 1."""
+
+    class Failing(AnsweringTarget):
+        async def send(self, record: TraceRecord, *, due: float) -> Attempt:
+            return Attempt(sent_at=time.time(), status=503, latency_ms=2.0, error="http_5xx")
+
+    breaker = CircuitBreaker(error_rate=0.5, min_requests=1, cooldown_s=3600.0)
+    store = ResultsStore.open(tmp_path / "run.duckdb")
+    store.start_run("r", source="test", config={}, arms=["candidate"])
+    async with AsyncResultsWriter(store) as writer:
+        fanout = FanOut(
+            run_id="r",
+            targets={"candidate": Failing("candidate")},
+            writer=writer,
+            pricing=PRICING,
+            breakers={"candidate": breaker},
+            retries=1,
+        )
+        await Replayer(
+            fanout, items=[SourceItem(record=records(1)[0], position=None)], offsets=[0.0]
+        ).run()
+    store.close()
+    with duckdb.connect(str(tmp_path / "run.duckdb"), read_only=True) as con:
+        rows = con.execute("select attempt, error from results order by attempt").fetchall()
+    assert rows == [(0, "http_5xx"), (1, "skipped_breaker")]
