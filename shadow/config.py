@@ -12,6 +12,7 @@ Unknown keys are errors too (a typo must not silently fall back to a default).
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 import types
@@ -32,6 +33,7 @@ __all__ = [
     "GateRule",
     "KafkaConfig",
     "ModelPrice",
+    "PriceTier",
     "RedactionConfig",
     "ReplayConfig",
     "SafetyConfig",
@@ -41,6 +43,7 @@ __all__ = [
     "load_config",
     "override",
     "parse_config",
+    "parse_price",
 ]
 
 DEFAULT_TOPIC = "shadow.traces"
@@ -230,19 +233,61 @@ class SafetyConfig:
         _positive(self, "breaker_min_requests", "breaker_cooldown_s")
 
 
+def _prices(obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None:
+            _require(math.isfinite(value) and value >= 0, name, value, "a price must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PriceTier:
+    """Prices (USD per million tokens) for a request whose prompt is above ``above_tokens``.
+
+    As LiteLLM applies its ``*_above_200k_tokens`` prices: the whole request (every prompt,
+    cached, cache-write and completion token) is billed at the tier, and a price the tier does
+    not give is the model's own.
+    """
+
+    above_tokens: int
+    input: float
+    output: float | None = None
+    cached_input: float | None = None
+    cache_write_input: float | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.above_tokens > 0, "above_tokens", self.above_tokens, "it must be > 0")
+        _prices(self, "input", "output", "cached_input", "cache_write_input")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelPrice:
-    """USD per million tokens for one model."""
+    """USD per million tokens for one model (``[pricing."MODEL"]``).
+
+    ``cached_input``: prompt tokens read from the provider's prompt cache (default: ``input``);
+    ``cache_write_input``: prompt tokens written to it (default: ``input``); ``tiers``: the
+    prices above a prompt size (:class:`PriceTier`), each threshold once.
+    """
 
     input: float
     output: float
     cached_input: float | None = None
+    cache_write_input: float | None = None
+    tiers: tuple[PriceTier, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("input", "output", "cached_input"):
-            value = getattr(self, name)
-            if value is not None:
-                _require(value >= 0, name, value, "a price must be >= 0")
+        _prices(self, "input", "output", "cached_input", "cache_write_input")
+        thresholds = [tier.above_tokens for tier in self.tiers]
+        _require(
+            len(set(thresholds)) == len(thresholds),
+            "tiers",
+            thresholds,
+            "each above_tokens may appear once",
+        )
+        if thresholds != sorted(thresholds):  # kept in order: the lookup takes the highest
+            object.__setattr__(
+                self, "tiers", tuple(sorted(self.tiers, key=lambda t: t.above_tokens))
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -353,7 +398,9 @@ class GateRule:
     max: float | None = None
     min: float | None = None
     by: tuple[str, ...] = ()
-    min_samples: int = 30
+    min_samples: int | None = None
+    """Fewest samples per arm for a slice to be judged; None: 30, or 100 for a p99 figure
+    (:func:`analysis.verdicts.min_samples`)."""
 
     def __post_init__(self) -> None:
         bounds = [self.max_increase_pct, self.max_decrease_pct, self.max, self.min]
@@ -363,7 +410,8 @@ class GateRule:
             self.metric,
             "give exactly one of max_increase_pct, max_decrease_pct, max, min",
         )
-        _positive(self, "min_samples")
+        if self.min_samples is not None:
+            _positive(self, "min_samples")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -413,6 +461,14 @@ def load_config(path: str | Path | None) -> Config:
 def parse_config(data: Mapping[str, Any], *, source: str = "config") -> Config:
     """Build a :class:`Config` from already-parsed TOML data."""
     return _build(Config, data, prefix="", source=source)
+
+
+def parse_price(data: object, *, key: str, source: str) -> ModelPrice:
+    """One ``[pricing."MODEL"]`` table as a :class:`ModelPrice`, checked as shadow.toml is.
+
+    ``key`` names the table in error messages (``pricing."gpt-4o"``); ``source`` the file.
+    """
+    return _build(ModelPrice, data, prefix=f"{key}.", source=source)
 
 
 _T = typing.TypeVar("_T")

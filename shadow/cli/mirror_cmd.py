@@ -35,6 +35,9 @@ __all__ = ["command"]
 @click.option("--timeout", "timeout_s", type=float, help="Per-request timeout, seconds.")
 @click.option("--max-cost-usd", type=float, help="Stop when the priced cost reaches this.")
 @click.option("--pricing", type=click.Path(exists=True, dir_okay=False), help="Pricing file.")
+@click.option("--allow-unpriced", is_flag=True,
+              help="With --max-cost-usd: go on although a model has no price (the cap then "
+              "covers priced attempts only).")  # fmt: skip
 @click.option("--run-id", help="Name this run (default: mirror-<time>).")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=9464, show_default=True,
               help="Prometheus metrics on HOST:PORT/metrics (0 = off).")  # fmt: skip
@@ -62,6 +65,8 @@ def command(**opts: Any) -> None:
 async def _main(opts: dict[str, Any]) -> int:
     from rich.console import Console
 
+    from shadow.cli.replay_cmd import unpriced_message
+    from shadow.replay.budget import UnpricedModelsError
     from shadow.replay.display import summary_table
     from shadow.replay.jobs import MirrorJob, run_mirror
     from shadow.replay.pricing import pricing_for
@@ -93,13 +98,19 @@ async def _main(opts: dict[str, Any]) -> int:
         group_id=opts["group_id"],
         run_id=opts["run_id"],
         grace_s=opts["grace_s"],
+        allow_unpriced=opts["allow_unpriced"],
     )
-    outcome = await run_mirror(job, watch=_watcher(opts, arm.url))
+    try:
+        outcome = await run_mirror(job, watch=_watcher(opts, arm.url))
+    except UnpricedModelsError as exc:
+        raise UsageError(unpriced_message(exc)) from None
     if opts["as_json"]:
         click.echo(json.dumps(outcome.summary))
     else:
         Console().print(summary_table(outcome.stats))
-    return 0
+    if outcome.stats.budget_unenforceable:
+        click.echo(outcome.stats.budget_unenforceable, err=True)
+    return 1 if outcome.status == "budget_exhausted" else 0
 
 
 def _watcher(

@@ -20,10 +20,11 @@ from shadow.errors import UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from shadow.replay.budget import UnpricedModelsError
     from shadow.replay.jobs import ReplayJob
     from shadow.replay.replayer import Replayer
 
-__all__ = ["command"]
+__all__ = ["command", "unpriced_message"]
 
 
 def _parse_ramp(value: str | None) -> tuple[float, float, float] | None:
@@ -92,6 +93,9 @@ def _parse_ramp(value: str | None) -> tuple[float, float, float] | None:
 @click.option("--retries", type=click.IntRange(0), help="Retries per failed send (default 0).")
 @click.option("--max-cost-usd", type=float, help="Stop when the priced cost reaches this.")
 @click.option("--pricing", type=click.Path(exists=True, dir_okay=False), help="Pricing file.")
+@click.option("--allow-unpriced", is_flag=True,
+              help="With --max-cost-usd: start although a model has no price (the cap then "
+              "covers priced attempts only).")  # fmt: skip
 @click.option("--run-id", help="Name this run (default: a new id).")
 @click.option("--resume", "resume_id", metavar="RUN_ID", help="Continue a stopped run.")
 @click.option("--dry-run", is_flag=True, help="Print the schedule and send nothing.")
@@ -196,12 +200,14 @@ def _job(opts: dict[str, Any]) -> ReplayJob:
         dead_letter=opts["dead_letter"],
         run_config={k: v for k, v in opts.items() if k != "config_path"}
         | {"config_path": str(opts["config_path"] or "")},
+        allow_unpriced=opts["allow_unpriced"],
     )
 
 
 async def _main(opts: dict[str, Any]) -> int:
     from rich.console import Console
 
+    from shadow.replay.budget import UnpricedModelsError
     from shadow.replay.display import summary_table
     from shadow.replay.jobs import run_replay
     from shadow.replay.session import UnknownRunError
@@ -218,6 +224,8 @@ async def _main(opts: dict[str, Any]) -> int:
             f"--resume {exc.run_id}: no results for that run in {exc.out}; "
             "check the run id (shadow replay lists it in its summary)"
         ) from None
+    except UnpricedModelsError as exc:
+        raise UsageError(unpriced_message(exc)) from None
     if outcome.dry_run is not None:
         for line in outcome.dry_run.lines():
             click.echo(line)
@@ -235,7 +243,19 @@ async def _main(opts: dict[str, Any]) -> int:
                 else ""
             )
         )
-    return 1 if outcome.status == "interrupted" else 0
+    if outcome.stats.budget_unenforceable:
+        click.echo(outcome.stats.budget_unenforceable, err=True)
+    return 1 if outcome.status in ("interrupted", "budget_exhausted") else 0
+
+
+def unpriced_message(exc: UnpricedModelsError) -> str:
+    """The one line ``shadow replay`` / ``shadow mirror`` print when a budget cannot be kept."""
+    first = min(model for models in exc.unpriced.values() for model in models)
+    return (
+        f"--max-cost-usd cannot be enforced: {exc.describe()}; add a price for {exc.it()} "
+        f'(a [pricing."{first}"] table in --config, or --pricing FILE), '
+        "or pass --allow-unpriced to start anyway"
+    )
 
 
 def _watcher(

@@ -7,6 +7,11 @@ caller watches the run through ``watch``: an async context manager factory enter
 run with the :class:`~shadow.replay.replayer.Replayer` (or
 :class:`~shadow.replay.mirror.Mirror`), where the CLI installs its signal handlers and the live
 display and calls ``request_stop`` / ``force_stop``.
+
+A budget (``safety.max_cost_usd``) must be enforceable: unless ``allow_unpriced``, a job whose
+arms will use a model with no price is refused before anything is sent or recorded
+(:func:`~shadow.replay.budget.check_priced`), and one met during the run stops it as
+``budget_exhausted`` (:mod:`shadow.replay.budget`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from shadow.config import ArmConfig, ReplayConfig, SafetyConfig, ValidatorsConfi
 from shadow.errors import UsageError
 from shadow.replay.arms import replay_arms, replay_targets
 from shadow.replay.breaker import CircuitBreaker
+from shadow.replay.budget import check_priced, model_override, planned_models, request_model
 from shadow.replay.mirror import MIRROR_STATS_WINDOW, Mirror
 from shadow.replay.pacing import start_at_epoch
 from shadow.replay.plan import DryRun, Pacing, ReplayPlan
@@ -33,6 +39,7 @@ from shadow.replay.sources import load_sorted
 from shadow.replay.stats import ReplayStats
 from shadow.replay.targets import HttpTarget
 from shadow.replay.validators import Validators
+from shadow.trace.record import TraceRecord
 
 __all__ = ["MirrorJob", "MirrorOutcome", "ReplayJob", "ReplayOutcome", "run_mirror", "run_replay"]
 
@@ -53,6 +60,7 @@ class ReplayJob:
         run_id: the run's id (default: a new one); with ``resume``, the run to continue.
         start_at: epoch seconds to start at (several replayers at once); None: now.
         run_config: what the store records as the run's configuration.
+        allow_unpriced: with a budget, start (and go on) although a model has no price.
     """
 
     source: str
@@ -74,6 +82,7 @@ class ReplayJob:
     grace_s: float = 30.0
     dead_letter: str | None = None
     run_config: Mapping[str, Any] = field(default_factory=dict)
+    allow_unpriced: bool = False
 
     def __post_init__(self) -> None:
         if self.resume and not self.run_id:
@@ -137,6 +146,17 @@ async def run_replay(
         validators = Validators(job.validators)
         loop = asyncio.get_running_loop()
         start = start_at_epoch(job.start_at, loop=loop) if job.start_at else None
+        arm_configs = {
+            name: job.arms["baseline" if name == "baseline_repeat" else name] for name in arms
+        }
+        if job.safety.max_cost_usd is not None and not job.allow_unpriced:
+            allowed = tuple(replay.allowed_paths)
+            records = (
+                item.record
+                for item in plan.items
+                if not allowed or item.record.request.path.startswith(allowed)
+            )
+            check_priced(job.pricing, planned_models(records, arm_configs))
         targets = replay_targets(job.arms, repeat_baseline=replay.repeat_baseline)
         done = session.begin(
             run_id, arms=arms, config=job.run_config, targets=targets, resume=job.resume
@@ -152,6 +172,8 @@ async def run_replay(
             allowed_paths=replay.allowed_paths,
             max_in_flight=replay.max_in_flight,
             max_cost_usd=job.safety.max_cost_usd,
+            allow_unpriced=job.allow_unpriced,
+            model_of=_model_of(arm_configs),
             retries=replay.retries,
             source=session.source,
             grace_s=job.grace_s,
@@ -180,6 +202,7 @@ class MirrorJob:
         source: ``kafka://BOOTSTRAP/TOPIC``, followed until the mirror is stopped.
         candidate: the arm every new record goes to.
         group_id: the Kafka consumer group (several mirrors split the partitions).
+        allow_unpriced: with a budget, start (and go on) although a model has no price.
     """
 
     source: str
@@ -192,6 +215,7 @@ class MirrorJob:
     group_id: str | None = "shadow-mirror"
     run_id: str | None = None
     grace_s: float = 30.0
+    allow_unpriced: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,7 +230,14 @@ class MirrorOutcome:
 
 
 async def run_mirror(job: MirrorJob, *, watch: MirrorWatch | None = None) -> MirrorOutcome:
-    """Mirror ``job.source`` to the candidate until stopped (through ``watch``)."""
+    """Mirror ``job.source`` to the candidate until stopped (through ``watch``).
+
+    With a budget, the candidate's ``model`` override must be priced before it starts; the
+    model of each live record is checked as it arrives (see the module docstring).
+    """
+    override = model_override(job.candidate)
+    if job.safety.max_cost_usd is not None and not job.allow_unpriced and override:
+        check_priced(job.pricing, {"candidate": {override: 1}})
     run_id = job.run_id or new_mirror_run_id()
     session = RunSession(
         job.source,
@@ -235,6 +266,8 @@ async def run_mirror(job: MirrorJob, *, watch: MirrorWatch | None = None) -> Mir
                 allowed_paths=job.replay.allowed_paths,
                 max_in_flight=job.replay.max_in_flight,
                 max_cost_usd=job.safety.max_cost_usd,
+                allow_unpriced=job.allow_unpriced,
+                model_of=_model_of({"candidate": job.candidate}),
                 source=session.source,
                 grace_s=job.grace_s,
                 stats_window=MIRROR_STATS_WINDOW,
@@ -246,3 +279,13 @@ async def run_mirror(job: MirrorJob, *, watch: MirrorWatch | None = None) -> Mir
     return MirrorOutcome(
         run_id=run_id, stats=mirror.stats, status=session.status, summary=session.summary
     )
+
+
+def _model_of(arms: Mapping[str, ArmConfig]) -> Callable[[TraceRecord, str], str | None]:
+    """What a FanOut asks before a budgeted send: the model the arm's request will name."""
+
+    def model_of(record: TraceRecord, arm: str) -> str | None:
+        config = arms.get(arm)
+        return None if config is None else request_model(record, config)
+
+    return model_of

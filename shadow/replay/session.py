@@ -16,7 +16,8 @@ The run's status (``runs.status``) is one of:
 
 - ``done``: it ran to its end (a mirror: until it was asked to stop);
 - ``interrupted``: a replay stopped before its end (Ctrl-C), or the run was cancelled;
-- ``budget_exhausted``: the budget cap (``safety.max_cost_usd``) stopped it;
+- ``budget_exhausted``: the budget cap (``safety.max_cost_usd``) stopped it: spent, or not
+  enforceable because a model had no price (:mod:`shadow.replay.budget`);
 - ``failed``: an exception left the block; it is written, then re-raised.
 
 Closing order: the writer is flushed and closed first (its failure makes the run ``failed``),

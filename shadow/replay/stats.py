@@ -26,6 +26,8 @@ class ArmStats:
     errors: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
     cost_usd: float = 0.0
+    unpriced: int = 0
+    """Attempts that reported tokens but whose model has no price (their cost is unknown)."""
     window: int | None = None
     """Keep only the last ``window`` latencies (a live mirror runs for days); None keeps all."""
     latencies_ms: deque[float] = field(init=False)
@@ -51,6 +53,7 @@ class ArmStats:
             "errors": dict(sorted(self.errors.items())),
             "skipped": self.skipped,
             "cost_usd": round(self.cost_usd, 6),
+            "unpriced": self.unpriced,
             "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
             "latency_p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
         }
@@ -69,6 +72,10 @@ class ReplayStats:
     skipped_done: int = 0
     stopped_early: bool = False
     budget_exhausted: bool = False
+    budget_unenforceable: str | None = None
+    """Why the budget could not be enforced (a model without a price), when that stopped it."""
+    unpriced_models: dict[str, int] = field(default_factory=dict)
+    """Attempts per model name that reported tokens but had no price (shadow.replay.budget)."""
     window: int | None = None
     """Keep only the last ``window`` lags and latencies per arm; None keeps all (a replay)."""
     lags_ms: deque[float] = field(init=False)
@@ -112,6 +119,8 @@ class ReplayStats:
             "skipped_done": self.skipped_done,
             "stopped_early": self.stopped_early,
             "budget_exhausted": self.budget_exhausted,
+            "budget_unenforceable": self.budget_unenforceable,
+            "unpriced_models": dict(sorted(self.unpriced_models.items())),
             "cost_usd": round(self.cost_usd, 6),
             "arms": {name: stats.as_dict() for name, stats in sorted(self.arms.items())},
         }

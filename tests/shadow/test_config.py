@@ -80,7 +80,7 @@ def test_example_config_loads_with_the_values_it_shows() -> None:
         SliceRule(name="model", json_path="$.model"),
     )
     assert config.gate == (
-        GateRule(metric="latency_p99_ms", max_increase_pct=10, by=("intent",)),
+        GateRule(metric="latency_p99_ms", max_increase_pct=10, by=("intent",), min_samples=100),
         GateRule(metric="excess_divergence", max=0.05),
         GateRule(metric="cost_per_success_usd", max_increase_pct=0),
         GateRule(metric="ok_rate", max_decrease_pct=1),
@@ -325,6 +325,8 @@ def _undocumented(
             entries: Mapping[str, Any] = value or {"<none>": {}}
             for name, entry in entries.items():
                 missing += _undocumented(args[1], entry, f"{key}.{name}", commented)
+        elif origin is tuple and _is_dataclass(args[0]) and field.name in commented.get(table, ()):
+            continue  # a commented-out inline array of tables, e.g. `# tiers = [{ ... }]`
         elif origin is tuple and _is_dataclass(args[0]):
             # An array of tables documents a key when any of its entries shows it.
             merged = {k: v for entry in value or [] for k, v in entry.items()}
