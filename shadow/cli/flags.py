@@ -15,6 +15,7 @@ __all__ = ["FLAGS", "user_message"]
 FLAGS = {
     "arrival": "--arrival",
     "burstiness": "--burstiness",
+    "by": "--by",
     "port": "--port",
     "ramp": "--ramp",
     "rate": "--rate",

@@ -93,6 +93,7 @@ def command(
             run = stored.reprice(load_pricing(pricing))
         _check_out(out)
         keys = slice_keys(by)
+        run.check_slices(keys)
         path = write_report(
             run, out, by=keys, rules=rules, embedder=model, top_k=top_k, settings=settings
         )

@@ -150,3 +150,67 @@ def test_excess_divergence_and_goodput_rules_use_the_run_and_the_rules_files_slo
     goodput = next(v for v in verdicts if v["metric"] == "goodput")
     assert goodput["status"] == "fail"
     assert goodput["value"] == 0.0
+
+
+def test_a_straddling_interval_is_inconclusive_and_exits_1_unless_allowed(
+    run_file: Path, tmp_path: Path
+) -> None:
+    """'hard' is ~30% slower: against a 30% bound its interval straddles, so the check is
+    INCONCLUSIVE (never PASS) with the detectable change and the traces that would settle it;
+    --allow-inconclusive exits 0 and says so."""
+    result = gate(run_file, P50_RULE.format(bound=30), tmp_path, "--format", "json")
+    assert result.returncode == 1, result.stderr
+    out = json.loads(result.stdout)
+    assert out["verdict"] == "inconclusive"
+    assert out["passed"] is False
+    verdicts = {v["slice"]["intent"]: v for v in out["verdicts"]}
+    hard = verdicts["hard"]
+    assert hard["status"] == "inconclusive"
+    assert hard["lo"] < 0.3 < hard["hi"]
+    assert hard["mde"] == pytest.approx(1.4287 * (hard["hi"] - hard["lo"]) / 2, rel=1e-3)
+    assert hard["n_needed"] > 300
+    assert verdicts["easy"]["status"] == "pass"
+    assert verdicts["easy"]["n_needed"] is None
+    text = gate(run_file, P50_RULE.format(bound=30), tmp_path)
+    assert text.returncode == 1
+    hard_line = next(line for line in text.stdout.splitlines() if "intent=hard" in line)
+    assert hard_line.startswith("INCONCLUSIVE")
+    assert "traces in this slice" in hard_line
+    assert "gate: INCONCLUSIVE" in text.stdout
+    allowed = gate(run_file, P50_RULE.format(bound=30), tmp_path, "--allow-inconclusive")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "--allow-inconclusive" in allowed.stdout
+    as_json = gate(
+        run_file, P50_RULE.format(bound=30), tmp_path, "--allow-inconclusive", "--format", "json"
+    )
+    assert json.loads(as_json.stdout)["passed"] is True
+    assert json.loads(as_json.stdout)["verdict"] == "inconclusive"
+
+
+def test_judging_nothing_is_never_a_pass(run_file: Path, tmp_path: Path) -> None:
+    """Every slice too small, or a divergence rule without a baseline_repeat arm: exit 1 with
+    the reason, even when another rule passes."""
+    small = P50_RULE.format(bound=60) + "min_samples = 1000\n"
+    result = gate(run_file, small, tmp_path, "--format", "json")
+    assert result.returncode == 1, result.stderr
+    out = json.loads(result.stdout)
+    assert out["verdict"] == "nothing_judged"
+    assert {v["status"] for v in out["verdicts"]} == {"too_small"}
+    assert "fewer than 1000" in out["unjudged"][0]
+    rules = P50_RULE.format(bound=60) + '[[gate]]\nmetric = "excess_divergence"\nmax = 0.05\n'
+    text = gate(run_file, rules, tmp_path)
+    assert text.returncode == 1
+    last = text.stdout.strip().splitlines()[-1]
+    assert last.startswith("gate: NOTHING JUDGED")
+    assert "baseline_repeat" in last
+    assert not any(line.startswith("PASS") and "excess" in line for line in text.stdout.split("\n"))
+
+
+def test_a_rule_by_an_unknown_slice_is_bad_input(run_file: Path, tmp_path: Path) -> None:
+    """A misspelled slice never judges the whole run: one line naming it and the run's slices."""
+    bad = gate(run_file, '[[gate]]\nmetric = "latency_p50_ms"\nmax_increase_pct = 5\n'
+               'by = ["intnt"]\n', tmp_path)  # fmt: skip
+    assert bad.returncode == 2, bad.stdout
+    assert len(bad.stderr.strip().splitlines()) == 1
+    assert "'intnt'" in bad.stderr
+    assert "intent" in bad.stderr.replace("'intnt'", "")
