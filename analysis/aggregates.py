@@ -1,19 +1,16 @@
-"""Per (slice, arm) figures computed inside DuckDB in one pass over the run's rows.
+"""Per (slice, arm) figures computed inside DuckDB, a few passes over the run's rows.
 
-``shadow analyze`` needs, for every group: the summary figures of
-:meth:`analysis.run.Run.summary`; schedule lag; TPOT p95 and output-token quantiles; goodput
-under the configured SLOs; the models and error classes seen; the sums behind the delta-method
-interval of cost per success; and, for large groups, the order statistics that bracket each
-latency and TTFT quantile. All of it is one ``GROUP BY`` (plus a cheap counting pass first),
-so a run of ten million rows is read a couple of times, never fetched into Python.
+``shadow analyze`` needs, for every group: the per-request summary figures of
+:meth:`analysis.run.Run.summary` (over the ``requests`` view, :data:`analysis.sql.REQUESTS`);
+schedule lag (first attempts); TPOT and output-token quantiles; goodput under the configured
+SLOs; the per-attempt figures; the models and error classes seen (per attempt); a sample of
+requests by trace for the paired intervals (:mod:`analysis.paired`); and the per-trace log
+ratios behind ``latency_ratio`` and ``ttft_ratio``. Each is one ``GROUP BY`` in DuckDB, so a
+run of ten million rows is read a few times, never fetched into Python.
 
-Order statistics (intervals must scale; ``docs/architecture.md``, "Metric definitions"): for a
-group of n values, the 95% distribution-free interval of the q quantile lies between the order
-statistics of ranks :func:`analysis.stats.order_ranks` gives. ``quantile_disc`` picks rank r of
-n at fraction (r + ½) / n, but its fraction list must be the same for every group; so ranks are
-computed for a grid of sample sizes (:data:`GRID_BASE` × √2^k) and each group uses the largest
-grid size at or below its own n. A smaller n only widens the interval (conservative, by at most
-a factor of about 2^¼ in width), never narrows it.
+The sample (:data:`SAMPLE_TRACES` traces per slice) is chosen by a hash of the trace id with a
+fraction per slice, the same on every arm, so the traces of a slice's sample are paired across
+arms.
 
 Error classes: ``error`` as the replayer recorded it (``timeout``, ``connect`` ...), else
 ``http_<status>`` for a non-2xx status, else ``invalid`` (2xx that failed a validator or did
@@ -22,44 +19,39 @@ not parse); ok attempts have no class.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
 
+from analysis.figures import FIGURES
 from analysis.sql import (
+    ATTEMPT_FIGURES_SQL,
     FIGURES_SQL,
     NO_SLICE,
+    REQUESTS,
     SUMMARY_COLUMNS,
-    TPOT_SQL,
     Queryable,
     fractions_table,
     slice_columns,
 )
-from analysis.stats import order_ranks
 
 __all__ = [
-    "GRID_BASE",
-    "QUANTILES",
-    "SAMPLE_ROWS",
+    "SAMPLE_TRACES",
     "GroupFigures",
+    "PairRatio",
     "Slo",
     "chunk_gaps",
     "group_figures",
     "group_key",
+    "pair_ratios",
 ]
 
-GRID_BASE: Final = 2_000
-"""The smallest n for which quantile intervals come from order statistics (below: bootstrap)."""
-QUANTILES: Final = (0.50, 0.95, 0.99)
-_PER_ARM_LEVEL: Final = math.sqrt(0.95)  # two arms' intervals combine to at least 95%
-
-SAMPLE_ROWS: Final = 5_000
-"""Rows per group kept for tests and small-sample bootstraps (all rows below this)."""
+SAMPLE_TRACES: Final = 4_000
+"""Traces per slice kept for the paired bootstrap and the tests (every trace below this)."""
 _HASH_SPACE: Final = 1_000_000
-_SAMPLED: Final = ("latency_ms", "ttft_ms", "cost_usd", "ok", "completion_tokens")
+_SAMPLED: Final = ("latency_ms", "ttft_ms", "cost_usd", "ok", "tokens", "completion_tokens")
 
 _ERROR_CLASS: Final = (
     "CASE WHEN ok THEN NULL WHEN error IS NOT NULL THEN error"
@@ -82,12 +74,13 @@ class Slo:
         return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.latency_ms))
 
     def condition(self) -> str:
-        """The SQL predicate of a good attempt (ok and within every threshold)."""
+        """The SQL predicate of a good request (successful and within every threshold), over
+        the columns of the ``requests`` view."""
         parts = ["ok"]
         if self.ttft_ms is not None:
             parts.append(f"coalesce(ttft_ms, latency_ms) <= {float(self.ttft_ms)!r}")
         if self.tpot_ms is not None:
-            parts.append(f"coalesce({TPOT_SQL}, 0) <= {float(self.tpot_ms)!r}")
+            parts.append(f"coalesce(tpot_ms, 0) <= {float(self.tpot_ms)!r}")
         if self.latency_ms is not None:
             parts.append(f"latency_ms <= {float(self.latency_ms)!r}")
         return " AND ".join(parts)
@@ -102,18 +95,25 @@ class GroupFigures:
     """Everything one (slice values..., arm) group contributes beyond the summary row."""
 
     summary: dict[str, Any]
-    """The figures of :meth:`Run.summary` (without the slice columns)."""
-    n_latency: int = 0
-    n_ttft: int = 0
-    cost_sums: tuple[int, float, float, float, int] = (0, 0.0, 0.0, 0.0, 0)
-    """``(n, Σcost, Σcost², Σcost·ok, Σok)`` for the delta-method interval."""
-    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
-    """``latency_p99_ms`` -> (lo, hi) order-statistic bounds at per-arm level √0.95."""
+    """The figures of :meth:`Run.summary` (without the slice columns), per request."""
+    attempt: dict[str, Any] = field(default_factory=dict)
+    """The per-attempt figures (``attempts``, ``attempt_latency_p50_ms`` ...)."""
     sample: dict[str, np.ndarray] = field(default_factory=dict)
-    """A hash-chosen sample of at most :data:`SAMPLE_ROWS` rows (every row of a small group):
-    ``latency_ms``, ``ttft_ms``, ``cost_usd``, ``ok``, ``completion_tokens``."""
+    """The requests of the slice's hash-chosen traces (the same traces on every arm; every
+    trace of a slice of at most :data:`SAMPLE_TRACES`): ``trace`` (ids), ``latency_ms``,
+    ``ttft_ms``, ``cost_usd``, ``ok``, ``tokens``, ``completion_tokens`` (the successful
+    attempt's)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Schedule lag, token quantiles, goodput, models and error classes."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairRatio:
+    """Per-trace log ratios candidate / reference of one compared group (both successful)."""
+
+    n: int
+    mean: float | None
+    var: float | None
 
 
 def group_key(values: Sequence[Any], arm: str) -> tuple[str, ...]:
@@ -121,141 +121,157 @@ def group_key(values: Sequence[Any], arm: str) -> tuple[str, ...]:
     return (*(str(v) for v in values), arm)
 
 
-def _grid(n: int) -> int:
-    """The largest grid size at or below ``n`` (n >= GRID_BASE)."""
-    k = math.floor(2 * math.log2(n / GRID_BASE) + 1e-9)
-    while k > 0 and int(GRID_BASE * 2 ** (k / 2)) > n:
-        k -= 1
-    return int(GRID_BASE * 2 ** (k / 2))
-
-
 def group_figures(
     run: Queryable, keys: Sequence[str], slo: Slo
 ) -> dict[tuple[str, ...], GroupFigures]:
-    """Per (slice values..., arm): summary, extra figures and interval ingredients."""
+    """Per (slice values..., arm): per-request summary, per-attempt figures, extras, sample."""
     keys = list(keys)
     params = [*keys, NO_SLICE] if keys else None
     slices = slice_columns(keys)
     names = [f"s{i}" for i in range(len(keys))]
     group_by = ", ".join([*names, "arm"])
-    query = f"""
-        SELECT {", ".join([*slices, "arm"])}, {FIGURES_SQL},
-            count(latency_ms) AS _nl, count(ttft_ms) AS _nt,
-            sum(coalesce(cost_usd, 0)) AS _c, sum(coalesce(cost_usd, 0) ^ 2) AS _cc,
-            sum(CASE WHEN ok THEN coalesce(cost_usd, 0) ELSE 0 END) AS _co,
-            count_if(ok) AS _k,
-            quantile_cont((sent_at - scheduled_at) * 1000, [0.5, 0.99]) AS _lag,
-            quantile_cont(completion_tokens, [0.5, 0.95]) AS _tok,
-            avg(completion_tokens) AS completion_tokens_mean,
+    select = ", ".join([*slices, "arm"])
+    rows = run.records(
+        f"""
+        SELECT {select}, {FIGURES_SQL},
+            quantile_cont(lag_ms, [0.5, 0.99]) FILTER (WHERE NOT skipped) AS _lag,
+            quantile_cont(answer_tokens, [0.5, 0.95]) AS _tok,
+            avg(answer_tokens) AS completion_tokens_mean,
             count_if({slo.condition()}) AS _good,
-            histogram(model) AS _models,
-            histogram({_ERROR_CLASS}) FILTER (WHERE NOT coalesce(ok, false)) AS _errors,
-            min(scheduled_at) AS _t0, max(sent_at + latency_ms / 1000) AS _t1
-        FROM run_results GROUP BY {group_by}
-    """
-    rows = run.records(query, params)
-    second = _second_pass(run, keys, rows)
+            min(scheduled_at) AS _t0, max(ended_at) AS _t1
+        FROM {REQUESTS} GROUP BY {group_by}
+        """,
+        params,
+    )
+    attempts = {
+        group_key([r[n] for n in names], r["arm"]): r
+        for r in run.records(
+            f"SELECT {select}, {ATTEMPT_FIGURES_SQL}, histogram(model) AS _models,"
+            f" histogram({_ERROR_CLASS}) FILTER (WHERE NOT coalesce(ok, false)) AS _errors"
+            f" FROM run_results GROUP BY {group_by}",
+            params,
+        )
+    }
+    samples = _samples(run, keys, rows)
     starts = [r["_t0"] for r in rows if r["_t0"] is not None]
     ends = [r["_t1"] for r in rows if r["_t1"] is not None]
     span = max(ends) - min(starts) if starts and ends else None
     out: dict[tuple[str, ...], GroupFigures] = {}
     summary_names = [c for c in SUMMARY_COLUMNS if c != "arm"]
+    attempt_names = [f.name for f in FIGURES.values() if f.section == "attempt"]
     for row in rows:
         key = group_key([row[n] for n in names], row["arm"])
-        n_latency, n_ttft = int(row["_nl"]), int(row["_nt"])
-        bounds, sample = second.get(key, ({}, {}))
+        per_attempt = attempts.get(key, {})
         lag = row["_lag"] or [None, None]
         tokens = row["_tok"] or [None, None]
         good = int(row["_good"])
+        n = int(row["n"] or 0)
         extra = {
             "schedule_lag_p50_ms": lag[0],
             "schedule_lag_p99_ms": lag[1],
             "completion_tokens_p50": tokens[0],
             "completion_tokens_p95": tokens[1],
             "completion_tokens_mean": row["completion_tokens_mean"],
-            "goodput": good / row["n"] if slo.is_set and row["n"] else None,
+            "goodput": good / n if slo.is_set and n else None,
             "goodput_rps": good / span if slo.is_set and span else None,
-            "models": _histogram(row["_models"]),
-            "errors": _histogram(row["_errors"]),
+            "models": _histogram(per_attempt.get("_models")),
+            "errors": _histogram(per_attempt.get("_errors")),
         }
         out[key] = GroupFigures(
             summary={name: row[name] for name in summary_names},
-            n_latency=n_latency,
-            n_ttft=n_ttft,
-            cost_sums=(
-                int(row["n"]),
-                float(row["_c"] or 0.0),
-                float(row["_cc"] or 0.0),
-                float(row["_co"] or 0.0),
-                int(row["_k"]),
-            ),
-            bounds=bounds,
-            sample=sample,
+            attempt={name: per_attempt.get(name) for name in attempt_names},
+            sample=samples.get(key, {}),
             extra=extra,
         )
     return out
 
 
-def _second_pass(
+def _samples(
     run: Queryable, keys: list[str], rows: list[dict[str, Any]]
-) -> dict[tuple[str, ...], tuple[dict[str, tuple[float, float]], dict[str, np.ndarray]]]:
-    """Per group: order-statistic bounds (groups of >= GRID_BASE values) and a row sample.
+) -> dict[tuple[str, ...], dict[str, np.ndarray]]:
+    """Per group: the requests of the slice's hash-chosen traces.
 
-    Both come from one more ``GROUP BY``: ``quantile_disc`` at the grid fractions, and
-    ``list(...)`` over the rows whose hash falls under the group's sampling fraction (joined
-    from a small VALUES table, since the fraction depends on the group's size).
+    The fraction is per slice (not per arm), so a trace chosen on one arm is chosen on every
+    arm: the pairing by trace survives the sampling. Traces are ordered by id within a group.
     """
     names = [f"s{i}" for i in range(len(keys))]
-    counts = {group_key([r[n] for n in names], r["arm"]): r for r in rows}
-    if not counts:
+    largest: dict[tuple[str, ...], int] = {}
+    for r in rows:
+        slice_key = tuple(str(r[n]) for n in names)
+        total = int(r["n"] or 0) + int(r["skipped"] or 0)
+        largest[slice_key] = max(largest.get(slice_key, 0), total)
+    if not largest:
         return {}
-    sizes = [int(r[c]) for r in rows for c in ("_nl", "_nt")]
-    grids = sorted({_grid(n) for n in sizes if n >= GRID_BASE})
-    fractions: list[float] = []
-    slot: dict[tuple[int, float], tuple[int, int]] = {}
-    for size in grids:
-        for q in QUANTILES:
-            lo, hi = order_ranks(size, q, _PER_ARM_LEVEL)
-            slot[(size, q)] = (len(fractions), len(fractions) + 1)
-            fractions += [(lo + 0.5) / size, (hi + 0.5) / size]
-    disc = (
-        f"quantile_disc(latency_ms, {fractions!r}) AS _ld,"
-        f" quantile_disc(ttft_ms, {fractions!r}) AS _td,"
-        if fractions
-        else ""
+    keep = {k: min(1.0, SAMPLE_TRACES / max(n, 1)) for k, n in largest.items()}
+    lists = ", ".join(f"list({c} ORDER BY trace_id) AS {c}" for c in ("trace_id", *_SAMPLED))
+    inner = (
+        f"SELECT {', '.join([*slice_columns(keys), 'arm', 'trace_id'])}, latency_ms, ttft_ms,"
+        " cost_usd, ok, coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0) AS tokens,"
+        f" answer_tokens AS completion_tokens, hash(trace_id) % {_HASH_SPACE} AS _h"
+        f" FROM {REQUESTS} WHERE NOT skipped"
     )
-    keep = {key: min(1.0, SAMPLE_ROWS / max(int(r["n"]), 1)) for key, r in counts.items()}
-    lists = ", ".join(f"list({c}) FILTER (WHERE _keep) AS {c}" for c in _SAMPLED)
+    if names:
+        source = (
+            f"SELECT * FROM ({inner}) JOIN {fractions_table(names, keep)} USING"
+            f" ({', '.join(names)}) WHERE _h < _frac * {_HASH_SPACE}"
+        )
+    else:
+        fraction = keep[()]
+        source = f"SELECT * FROM ({inner}) WHERE _h < {fraction!r}::DOUBLE * {_HASH_SPACE}"
     columns = [*names, "arm"]
-    query = (
-        f"SELECT {', '.join(columns)}, {disc} {lists} FROM ("
-        f"SELECT *, _h < _frac * {_HASH_SPACE} AS _keep FROM ("
-        f"SELECT {', '.join([*slice_columns(keys), 'arm', *_SAMPLED])}, "
-        f"hash(trace_id, attempt) % {_HASH_SPACE} AS _h FROM run_results)"
-        f" JOIN {fractions_table(columns, keep)} USING ({', '.join(columns)}))"
-        f" GROUP BY {', '.join(columns)}"
-    )
-    out: dict[tuple[str, ...], tuple[dict[str, tuple[float, float]], dict[str, np.ndarray]]] = {}
+    query = f"SELECT {', '.join(columns)}, {lists} FROM ({source}) GROUP BY {', '.join(columns)}"
+    out: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
     for row in run.records(query, [*keys, NO_SLICE] if keys else None):
         key = group_key([row[n] for n in names], row["arm"])
-        bounds: dict[str, tuple[float, float]] = {}
-        for column, count, values in (
-            ("latency", int(counts[key]["_nl"]), row.get("_ld")),
-            ("ttft", int(counts[key]["_nt"]), row.get("_td")),
-        ):
-            if values is None or count < GRID_BASE:
-                continue
-            size = _grid(count)
-            for q in QUANTILES:
-                i, j = slot[(size, q)]
-                bounds[f"{column}_p{round(q * 100)}_ms"] = (float(values[i]), float(values[j]))
         sample = {
             c: np.array([np.nan if v is None else float(v) for v in row[c] or []], dtype=float)
             for c in _SAMPLED
         }
         sample["cost_usd"] = np.nan_to_num(sample["cost_usd"], nan=0.0)
         sample["ok"] = np.nan_to_num(sample["ok"], nan=0.0)
-        out[key] = (bounds, sample)
+        sample["trace"] = np.array([str(t) for t in row["trace_id"] or []], dtype=object)
+        out[key] = sample
+    return out
+
+
+def pair_ratios(
+    run: Queryable, keys: Sequence[str], reference: str
+) -> dict[tuple[str, ...], dict[str, PairRatio]]:
+    """Per compared (slice values..., arm): mean and variance of ln(arm / reference) of
+    ``latency_ms`` and of ``ttft_ms`` over the traces successful on both (every such trace;
+    one join in DuckDB)."""
+    keys = list(keys)
+    names = [f"s{i}" for i in range(len(keys))]
+    cols = ", ".join(
+        f"coalesce(c.slices[${i + 1}], ${len(keys) + 1}) AS s{i}" for i in range(len(keys))
+    )
+    ratios = []
+    for column in ("latency_ms", "ttft_ms"):
+        log = f"ln(c.{column} / b.{column})"
+        where = f"c.{column} > 0 AND b.{column} > 0"
+        ratios.append(
+            f"count(*) FILTER (WHERE {where}) AS {column}_n,"
+            f" avg({log}) FILTER (WHERE {where}) AS {column}_mean,"
+            f" var_samp({log}) FILTER (WHERE {where}) AS {column}_var"
+        )
+    group_by = ", ".join([*names, "c.arm"])
+    ref = f"${len(keys) + 2}" if keys else "$1"
+    query = (
+        f"SELECT {cols + ', ' if cols else ''}c.arm AS arm, {', '.join(ratios)}"
+        f" FROM {REQUESTS} AS c JOIN {REQUESTS} AS b USING (trace_id)"
+        f" WHERE b.arm = {ref} AND c.arm <> b.arm"
+        f" AND (c.latency_ms IS NOT NULL OR c.ttft_ms IS NOT NULL) GROUP BY {group_by}"
+    )
+    out: dict[tuple[str, ...], dict[str, PairRatio]] = {}
+    for row in run.records(query, [*keys, NO_SLICE, reference] if keys else [reference]):
+        out[group_key([row[n] for n in names], row["arm"])] = {
+            column: PairRatio(
+                n=int(row[f"{column}_n"] or 0),
+                mean=row[f"{column}_mean"],
+                var=row[f"{column}_var"],
+            )
+            for column in ("latency_ms", "ttft_ms")
+        }
     return out
 
 

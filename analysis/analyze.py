@@ -1,66 +1,88 @@
-"""The figures ``shadow analyze`` prints: per (slice, arm) summaries, deltas vs the baseline,
-tests, divergence with its noise floor, replay fidelity and alarms.
+"""The figures ``shadow analyze`` prints: per (slice, arm) summaries, paired deltas vs the
+baseline, tests, divergence with its noise floor, replay fidelity and alarms.
 
 The result is an :class:`~analysis.result.AnalysisResult`; its JSON (``to_json()``; see
 ``docs/architecture.md``, "Results") is ``{"run_id": ..., "groups": [...]}``; each group has
-``slice``, ``arm``, the summary figures of :meth:`analysis.run.Run.summary`, and for every arm
-but the reference (``baseline``, or ``production`` in a live-mirror run) a ``delta`` object: for
-each latency and cost figure, the relative change (``change`` = candidate / baseline − 1, always
-from the exact figures) with a 95% interval (``lo``, ``hi``). Which interval applies:
-
-- quantiles (latency, TTFT p50/p95/p99): distribution-free order-statistic intervals computed
-  in DuckDB once both arms have :data:`~analysis.aggregates.GRID_BASE` (2,000) values; a
-  percentile bootstrap (1,000 resamples, vectorised) on the rows below that;
-- cost per success: the delta method on per-group sums from 2,000 attempts per arm, the
-  bootstrap below.
+``slice``, ``arm``, the per-request summary figures of :meth:`analysis.run.Run.summary`, the
+per-attempt figures (``attempts``, ``attempt_latency_p50_ms`` ...), and for every arm but the
+reference (``baseline``, or ``production`` in a live-mirror run) a ``delta`` object: for each
+latency, TTFT, token and cost figure, the relative change (``change`` = candidate / baseline − 1,
+always from the exact figures) with a 95% interval (``lo``, ``hi``) from the pairing by trace
+(:mod:`analysis.paired`: a Poisson bootstrap over traces, shared by the arms, on the slice's
+hash-chosen sample of traces, its spread scaled to all requests). ``latency_ratio`` and
+``ttft_ratio`` are geometric means over traces successful on both arms of candidate /
+baseline, with Student's t-interval on the mean per-trace log ratio, over every such trace.
 
 Beyond the summary's keys, each group carries (see :mod:`analysis.aggregates`): ``tpot_p95_ms``,
 ``itl_p50_ms``/``itl_p95_ms`` (per-chunk gaps; TPOT is the (latency − ttft) / (tokens − 1)
-convention), schedule lag p50/p99, output-token p50/p95/mean, ``goodput`` (share of attempts
-that are ok and meet the SLOs) and ``goodput_rps``, ``models`` and ``errors`` (counts by class),
-``too_small`` (fewer than ``min_samples`` attempts on either side); and for compared arms
-``tests`` — Mann-Whitney U on latency, Fisher exact on ok, Kolmogorov-Smirnov on output tokens,
-each with a Benjamini-Hochberg ``q`` across the run's compared groups — plus
-``excess_divergence_lo``/``_hi`` and ``divergence_flagged`` (excess >= ``flag_abs`` and >=
-``flag_rel`` × the noise floor). Top level: ``fidelity`` (:mod:`analysis.fidelity`),
-``flagged`` slices, ``alarms`` (model-pin mismatches, unfaithful replay) and the thresholds used.
+convention), schedule lag p50/p99 (first attempts), output-token p50/p95/mean, ``goodput``
+(share of requests that succeeded within the SLOs) and ``goodput_rps``, ``models`` and
+``errors`` (attempts by class), ``too_small`` (fewer than ``min_samples`` requests on either
+side); and for compared arms ``tests`` — Mann-Whitney U on latency, Fisher exact on ok,
+Kolmogorov-Smirnov on output tokens, each with a Benjamini-Hochberg ``q`` across the run's
+compared groups — plus ``excess_divergence_lo``/``_hi`` (paired by trace with the
+baseline_repeat arm) and ``divergence_flagged`` (excess >= ``flag_abs`` and >= ``flag_rel`` ×
+the noise floor). Top level: ``fidelity`` (:mod:`analysis.fidelity`), ``flagged`` slices,
+``alarms`` (model-pin mismatches, unfaithful replay) and the thresholds used.
 
-Tests use a hash-chosen sample of up to :data:`~analysis.aggregates.SAMPLE_ROWS` rows per group
-(a test on a random subset is still a valid test; at that size it detects any shift that matters).
+Cost you can trust (:mod:`analysis.cost`): each group has ``monthly_spend_usd`` (its spend
+per month at the recorded traffic rate; null with ``monthly_spend_reason`` when n/a),
+``cost_complete`` and ``unpriced_models`` (model -> attempts that reported tokens but had no
+price). An incomplete group's cost figures are the priced part only, a lower bound, and each
+change of a cost figure whose either arm is incomplete carries ``incomplete`` (the reason,
+naming the models): ``shadow gate`` never passes a cost rule on it.
+
+Tests use the same sample (a test on a random subset is still a valid test; at that size it
+detects any shift that matters).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 import numpy as np
 
 from analysis.aggregates import (
-    GRID_BASE,
     GroupFigures,
+    PairRatio,
     Slo,
     chunk_gaps,
     group_figures,
+    pair_ratios,
 )
+from analysis.cost import spend_projection, unpriced
 from analysis.divergence import kind
 from analysis.embedders.base import Embedder
 from analysis.fidelity import fidelity
-from analysis.figures import DELTA_FIGURES
+from analysis.figures import DELTA_FIGURES, FIGURES
+from analysis.paired import (
+    ArmReplicates,
+    PairedBootstrap,
+    log_ratio_interval,
+    poisson_weights,
+    scaled_interval,
+)
 from analysis.pairs import divergence_sample, pair_divergence, reference_arm
-from analysis.result import AnalysisResult, Change, GroupResult, TestResult, Thresholds
+from analysis.result import (
+    AnalysisResult,
+    Change,
+    GroupResult,
+    TestResult,
+    Thresholds,
+    unpriced_reason,
+)
 from analysis.run import Run
 from analysis.sql import check_slice_names
 from analysis.stats import (
     benjamini_hochberg,
-    bootstrap_delta,
-    cost_per_success_ratio_delta,
     fisher_ok,
     ks_two_sample,
     mann_whitney,
     mean_difference_ci,
-    ratio_ci_cost_per_success,
+    paired_difference_ci,
 )
 from shadow.config import AnalysisConfig
 
@@ -109,6 +131,9 @@ def analyze(
         if reference
         else {}
     )
+    ratios = pair_ratios(run, keys, reference) if reference else {}
+    missing, spend = _costs(run, keys)
+    replicates = _Replicates(samples, n_boot=n_boot, seed=seed)
     ordered = sorted(figures, key=_order)
     compared = [k for k in ordered if reference is not None and k[-1] != reference]
     pvalues = {
@@ -123,7 +148,11 @@ def analyze(
         fig = figures[key]
         values: dict[str, Any] = {name: _clean(v) for name, v in fig.summary.items()}
         values.update({n: _clean(v) for n, v in fig.extra.items() if n not in ("models", "errors")})
+        values.update({name: _clean(v) for name, v in fig.attempt.items()})
         values.update(gaps.get(key, {"itl_p50_ms": None, "itl_p95_ms": None}))
+        monthly, reason = spend.get(key, (None, "no attempts"))
+        own = missing.get(key, {})
+        values["monthly_spend_usd"] = _clean(monthly)
         pinned = settings.pin_models.get(key[-1])
         common: dict[str, Any] = {
             "slice": dict(zip(keys, key[:-1], strict=True)),
@@ -133,6 +162,8 @@ def analyze(
             "model_mismatches": None
             if pinned is None
             else sum(n for m, n in fig.extra["models"].items() if m != pinned),
+            "unpriced": own,
+            "spend_reason": unpriced_reason(own) if own else reason,
         }
         if key not in pvalues:
             groups.append(
@@ -143,6 +174,11 @@ def analyze(
         base = figures.get(base_key)
         divergence, bounds, flagged = _divergence_figures(pairs, key, settings)
         values.update(divergence)
+        ratio = ratios.get(key, {})
+        values.update(_paired_values(ratio))
+        base_reps = replicates.get(base_key) if base is not None else None
+        cand_reps = replicates.get(key)
+        scale = _scale(cand_reps, fig)
         base_n = base.summary["n"] if base is not None else 0
         too_small = min(base_n, values["n"]) < settings.min_samples
         groups.append(
@@ -153,14 +189,15 @@ def analyze(
                 compared=True,
                 bounds=bounds,
                 divergence_flagged=None if too_small else flagged,
-                delta=_deltas(
-                    base, fig, samples.get(base_key), samples.get(key), n_boot=n_boot, seed=seed
+                delta=_mark_incomplete(
+                    _deltas(base, fig, base_reps, cand_reps, scale, ratio),
+                    {key[-1]: own, str(reference): missing.get(base_key, {})},
                 ),
                 tests={
                     name: TestResult(p=p, q=qvalues[name][position[key]])
                     for name, p in pvalues[key].items()
                 },
-                ok_rate_change=_ok_rate_points(base, fig),
+                ok_rate_change=_ok_rate_points(base, fig, base_reps, cand_reps, scale),
             )
         )
     fid = fidelity(run, arms, n_boot=n_boot, seed=seed)
@@ -192,78 +229,169 @@ def _order(key: tuple[str, ...]) -> tuple[Any, ...]:
     return (*key[:-1], rank.get(key[-1], 3), key[-1])
 
 
+class _Replicates:
+    """The paired bootstrap of each slice (weights shared by its arms), each arm's statistics
+    computed once (the reference's serve every arm compared with it)."""
+
+    def __init__(
+        self,
+        samples: Mapping[tuple[str, ...], Mapping[str, np.ndarray]],
+        *,
+        n_boot: int,
+        seed: int,
+    ) -> None:
+        self._samples = samples
+        self._n_boot = n_boot
+        self._seed = seed
+        self._boots: dict[tuple[str, ...], PairedBootstrap] = {}
+        self._arms: dict[tuple[str, ...], ArmReplicates] = {}
+        self._traces: dict[tuple[str, ...], np.ndarray] = {}
+        for key, sample in samples.items():
+            if sample and "trace" in sample:
+                found = self._traces.get(key[:-1])
+                self._traces[key[:-1]] = (
+                    sample["trace"] if found is None else np.concatenate([found, sample["trace"]])
+                )
+        # One weight matrix for every slice (each slice only needs its own traces' weights
+        # independent), as wide as the largest slice's sample.
+        self._weights: np.ndarray | None = None
+
+    def get(self, key: tuple[str, ...]) -> ArmReplicates | None:
+        sample = self._samples.get(key)
+        if sample is None or "trace" not in sample:
+            return None
+        if key not in self._arms:
+            slice_key = key[:-1]
+            boot = self._boots.get(slice_key)
+            if boot is None:
+                if self._weights is None:
+                    width = max(np.unique(t).size for t in self._traces.values())
+                    self._weights = poisson_weights(self._n_boot, width, self._seed)
+                boot = self._boots[slice_key] = PairedBootstrap(
+                    self._traces[slice_key],
+                    n_boot=self._n_boot,
+                    seed=self._seed,
+                    weights=self._weights,
+                )
+            self._arms[key] = boot.arm(sample)
+        return self._arms[key]
+
+
+def _scale(reps: ArmReplicates | None, fig: GroupFigures) -> float:
+    """√(sampled / all requests) of a group: how much narrower the full run's spread is."""
+    n = fig.summary.get("n") or 0
+    if reps is None or not reps.size or not n:
+        return 1.0
+    return math.sqrt(min(1.0, reps.size / n))
+
+
+def _costs(
+    run: Run, keys: Sequence[str]
+) -> tuple[
+    dict[tuple[str, ...], dict[str, int]], dict[tuple[str, ...], tuple[float | None, str | None]]
+]:
+    """Per (slice values..., arm): the unpriced models with their attempts, and the monthly
+    spend projection with its reason when n/a (:mod:`analysis.cost`)."""
+    missing: dict[tuple[str, ...], dict[str, int]] = {}
+    for found in unpriced(run, keys):
+        missing.setdefault((*found.group, found.arm), {})[found.model] = found.attempts
+    spend = {(*p.group, p.arm): (p.monthly_usd, p.reason) for p in spend_projection(run, keys)}
+    return missing, spend
+
+
+def _mark_incomplete(
+    deltas: dict[str, Change], unpriced_by_arm: Mapping[str, Mapping[str, int]]
+) -> dict[str, Change]:
+    """The changes of priced figures, marked incomplete when either arm had unpriced
+    attempts (the reason names each arm's models)."""
+    reasons = [unpriced_reason(found, arm) for arm, found in unpriced_by_arm.items() if found]
+    if not reasons:
+        return deltas
+    reason = "; ".join(reasons)
+    return {
+        name: replace(change, incomplete=reason) if FIGURES[name].priced else change
+        for name, change in deltas.items()
+    }
+
+
+def _paired_values(ratio: Mapping[str, PairRatio]) -> dict[str, Any]:
+    """``latency_ratio``, ``ttft_ratio`` (geometric means, as factors) and ``paired_n``."""
+    out: dict[str, Any] = {"latency_ratio": None, "ttft_ratio": None, "paired_n": None}
+    for name, column in (("latency_ratio", "latency_ms"), ("ttft_ratio", "ttft_ms")):
+        found = ratio.get(column)
+        if found is not None and found.n and found.mean is not None:
+            out[name] = math.exp(found.mean)
+    latency = ratio.get("latency_ms")
+    out["paired_n"] = latency.n if latency is not None else None
+    return out
+
+
 def _deltas(
     base: GroupFigures | None,
     cand: GroupFigures,
-    base_rows: dict[str, np.ndarray] | None,
-    cand_rows: dict[str, np.ndarray] | None,
-    *,
-    n_boot: int,
-    seed: int,
+    base_reps: ArmReplicates | None,
+    cand_reps: ArmReplicates | None,
+    scale: float,
+    ratio: Mapping[str, PairRatio],
 ) -> dict[str, Change]:
     deltas: dict[str, Change] = {}
     for figure in DELTA_FIGURES:
+        if figure in ("latency_ratio", "ttft_ratio"):
+            found = ratio.get("latency_ms" if figure == "latency_ratio" else "ttft_ms")
+            change, lo, hi = (
+                (None, None, None)
+                if found is None
+                else log_ratio_interval(found.n, found.mean, found.var)
+            )
+            deltas[figure] = Change(change=_clean(change), lo=_clean(lo), hi=_clean(hi))
+            continue
         lo = hi = None
         b_point = base.summary.get(figure) if base is not None else None
         c_point = cand.summary.get(figure)
         change = c_point / b_point - 1.0 if b_point and c_point is not None else None
-        if base is not None and change is not None:
-            lo, hi = _interval(figure, base, cand, base_rows, cand_rows, n_boot, seed)
+        if change is not None and change > -1.0 and base_reps and cand_reps:
+            lo, hi = _log_interval(figure, math.log1p(change), base_reps, cand_reps, scale)
         deltas[figure] = Change(change=_clean(change), lo=_clean(lo), hi=_clean(hi))
     return deltas
 
 
-def _ok_rate_points(base: GroupFigures | None, cand: GroupFigures) -> Change:
-    """The ok rate's change in percentage points, with a 95% normal-approximation interval."""
+def _log_interval(
+    figure: str, point: float, base: ArmReplicates, cand: ArmReplicates, scale: float
+) -> tuple[float | None, float | None]:
+    """The paired interval of a relative change, resampled as log candidate − log reference."""
+    if figure not in base.reps or figure not in cand.reps:
+        return None, None
+    b_center, c_center = base.center[figure], cand.center[figure]
+    if not (b_center > 0 and c_center > 0):
+        return None, None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reps = np.log(cand.reps[figure]) - np.log(base.reps[figure])
+    lo, hi = scaled_interval(point, math.log(c_center / b_center), reps, scale)
+    if lo is None or hi is None:
+        return None, None
+    return math.expm1(lo), math.expm1(hi)
+
+
+def _ok_rate_points(
+    base: GroupFigures | None,
+    cand: GroupFigures,
+    base_reps: ArmReplicates | None,
+    cand_reps: ArmReplicates | None,
+    scale: float,
+) -> Change:
+    """The ok rate's change in percentage points, with its paired 95% interval."""
     if base is None:
         return Change(change=None, lo=None, hi=None)
-    p1, n1 = base.summary.get("ok_rate"), base.summary.get("n")
-    p2, n2 = cand.summary.get("ok_rate"), cand.summary.get("n")
-    if p1 is None or p2 is None or not n1 or not n2:
+    p1, p2 = base.summary.get("ok_rate"), cand.summary.get("ok_rate")
+    if p1 is None or p2 is None:
         return Change(change=None, lo=None, hi=None)
     diff = (p2 - p1) * 100
-    se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2) * 100
-    return Change(change=diff, lo=diff - 1.96 * se, hi=diff + 1.96 * se)
-
-
-def _interval(
-    figure: str,
-    base: GroupFigures,
-    cand: GroupFigures,
-    base_rows: dict[str, np.ndarray] | None,
-    cand_rows: dict[str, np.ndarray] | None,
-    n_boot: int,
-    seed: int,
-) -> tuple[float | None, float | None]:
-    if figure == "cost_per_success_usd":
-        if min(base.cost_sums[0], cand.cost_sums[0]) >= GRID_BASE:
-            _, lo, hi = cost_per_success_ratio_delta(base.cost_sums, cand.cost_sums)
-            return lo, hi
-        if base_rows is None or cand_rows is None:
-            return None, None
-        if base_rows["ok"].sum() == 0 or cand_rows["ok"].sum() == 0:
-            return None, None
-        _, lo, hi = ratio_ci_cost_per_success(
-            base_rows["cost_usd"], base_rows["ok"], cand_rows["cost_usd"], cand_rows["ok"],
-            n_boot=n_boot, seed=seed,
-        )  # fmt: skip
-        return lo, hi
-    if figure in base.bounds and figure in cand.bounds:
-        lo_b, hi_b = base.bounds[figure]
-        lo_c, hi_c = cand.bounds[figure]
-        if lo_b <= 0:
-            return None, None
-        return lo_c / hi_b - 1.0, hi_c / lo_b - 1.0
-    if base_rows is None or cand_rows is None:
-        return None, None
-    column = figure.rpartition("_p")[0] + "_ms"  # latency_p99_ms -> latency_ms
-    b, c = base_rows[column], cand_rows[column]
-    b, c = b[~np.isnan(b)], c[~np.isnan(c)]
-    if not (b.size and c.size):
-        return None, None
-    stat = figure.rpartition("_")[0].rpartition("_")[2]  # latency_p99_ms -> p99
-    _, lo, hi = bootstrap_delta(b, c, stat, n_boot=n_boot, seed=seed)  # type: ignore[arg-type]
-    return lo, hi
+    if not base_reps or not cand_reps or "ok_rate" not in base_reps.reps:
+        return Change(change=diff, lo=None, hi=None)
+    center = (cand_reps.center["ok_rate"] - base_reps.center["ok_rate"]) * 100
+    reps = (cand_reps.reps["ok_rate"] - base_reps.reps["ok_rate"]) * 100
+    lo, hi = scaled_interval(diff, center, reps, scale)
+    return Change(change=diff, lo=_clean(lo), hi=_clean(hi))
 
 
 def _tests(
@@ -275,9 +403,10 @@ def _tests(
     """The p-value of each test of :data:`_TESTS` (None where it cannot run)."""
     p: dict[str, float | None] = dict.fromkeys(_TESTS)
     if base is not None:
-        n_b, _, _, _, ok_b = base.cost_sums
-        n_c, _, _, _, ok_c = cand.cost_sums
+        n_b, n_c = int(base.summary["n"] or 0), int(cand.summary["n"] or 0)
         if n_b and n_c:
+            ok_b = round((base.summary["ok_rate"] or 0.0) * n_b)
+            ok_c = round((cand.summary["ok_rate"] or 0.0) * n_c)
             p["ok_fisher"] = fisher_ok(ok_b, n_b, ok_c, n_c)
     if base_rows is not None and cand_rows is not None:
         for name, column, test in (
@@ -302,24 +431,35 @@ def _adjust(pvalues: Sequence[Mapping[str, float | None]]) -> dict[str, list[flo
 
 
 def _divergence_figures(
-    pairs: Mapping[tuple[str, ...], np.ndarray], key: tuple[str, ...], settings: AnalysisConfig
+    pairs: Mapping[tuple[str, ...], tuple[list[str], np.ndarray]],
+    key: tuple[str, ...],
+    settings: AnalysisConfig,
 ) -> tuple[dict[str, Any], dict[str, tuple[float | None, float | None]], bool | None]:
-    """The divergence figures of a compared group, the excess's interval, and its flag."""
-    values = pairs.get(key)
+    """The divergence figures of a compared group, the excess's interval, and its flag.
+
+    The excess's interval pairs the candidate's and the baseline_repeat's divergence by trace
+    (a normal interval on the per-trace differences), unpaired when too few traces share both.
+    """
+    found = pairs.get(key)
     out: dict[str, Any] = dict.fromkeys(
         ("divergence_mean", "divergence_p95", "divergence_n", "noise_floor", "excess_divergence")
     )
-    if values is None or not np.isfinite(values).any():
+    if found is None or not np.isfinite(found[1]).any():
         return out, {}, None
+    traces, values = found
     out["divergence_mean"] = float(np.nanmean(values))
     out["divergence_p95"] = float(np.nanpercentile(values, 95))
     out["divergence_n"] = int(np.isfinite(values).sum())
     noise = pairs.get((*key[:-1], "baseline_repeat"))
-    if key[-1] == "baseline_repeat" or noise is None or not np.isfinite(noise).any():
+    if key[-1] == "baseline_repeat" or noise is None or not np.isfinite(noise[1]).any():
         return out, {}, None
-    floor = float(np.nanmean(noise))
-    _, lo, hi = mean_difference_ci(values, noise)
+    floor = float(np.nanmean(noise[1]))
     excess = out["divergence_mean"] - floor
+    repeat = dict(zip(noise[0], noise[1].tolist(), strict=True))
+    common = [(v, repeat[t]) for t, v in zip(traces, values.tolist(), strict=True) if t in repeat]
+    lo, hi = paired_difference_ci(excess, [c for c, _ in common], [r for _, r in common])
+    if lo is None or hi is None:
+        _, lo, hi = mean_difference_ci(values, noise[1])
     out.update(noise_floor=floor, excess_divergence=excess)
     flagged = bool(excess >= settings.flag_abs and excess >= settings.flag_rel * floor)
     return out, {"excess_divergence": (_clean(lo), _clean(hi))}, flagged

@@ -59,8 +59,9 @@ def pair_divergence(
     embedder: Embedder | None = None,
     *,
     traces_per_slice: Mapping[tuple[str, ...], int] | None = None,
-) -> dict[tuple[str, ...], np.ndarray]:
-    """Per (slice values..., arm): each sampled trace's final-output divergence from ``reference``.
+) -> dict[tuple[str, ...], tuple[list[str], np.ndarray]]:
+    """Per (slice values..., arm): the sampled traces and each one's final-output divergence
+    from ``reference`` (the traces, so that two arms' divergences can be paired by trace).
 
     ``traces_per_slice`` (slice values -> about how many traces the slice has) sets each
     slice's sampling fraction; without it every trace is compared.
@@ -94,7 +95,7 @@ def pair_divergence(
     for row in rows:
         texts.setdefault(row["trace_id"], {})[row["arm"]] = row["output_text"]
         slice_of[row["trace_id"]] = tuple(str(row[n]) for n in names)
-    out: dict[tuple[str, ...], list[float]] = {}
+    out: dict[tuple[str, ...], tuple[list[str], list[float]]] = {}
     arms = {arm for by_arm in texts.values() for arm in by_arm} - {reference}
     for arm in sorted(arms):
         traces = [t for t, by_arm in texts.items() if arm in by_arm and reference in by_arm]
@@ -102,8 +103,10 @@ def pair_divergence(
             [texts[t][arm] for t in traces], [texts[t][reference] for t in traces], embedder
         )
         for trace, value in zip(traces, values, strict=True):
-            out.setdefault((*slice_of[trace], arm), []).append(float(value))
-    return {key: np.asarray(values) for key, values in out.items()}
+            ids, scores = out.setdefault((*slice_of[trace], arm), ([], []))
+            ids.append(trace)
+            scores.append(float(value))
+    return {key: (ids, np.asarray(scores)) for key, (ids, scores) in out.items()}
 
 
 def divergent(

@@ -25,7 +25,20 @@ __all__ = [
     "GroupResult",
     "TestResult",
     "Thresholds",
+    "unpriced_reason",
 ]
+
+
+def unpriced_reason(unpriced: Mapping[str, int], arm: str | None = None) -> str:
+    """``cost incomplete: model gpt-9 unpriced (2 attempts)``, naming every unpriced model
+    (most attempts first) and, when given, the arm they were on."""
+    ranked = sorted(unpriced.items(), key=lambda item: (-item[1], item[0]))
+    listed = ", ".join(f"{model} ({n:,} attempt{'' if n == 1 else 's'})" for model, n in ranked)
+    where = f" on {arm}" if arm else ""
+    if len(ranked) == 1:
+        model, _, counted = listed.rpartition(" (")
+        return f"cost incomplete{where}: model {model} unpriced ({counted}"
+    return f"cost incomplete{where}: models {listed} unpriced"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,10 +48,18 @@ class Change:
     change: float | None
     lo: float | None
     hi: float | None
+    incomplete: str | None = None
+    """Set on a cost figure's change when either arm had unpriced attempts: the numbers
+    compare priced parts only, so they are not the change of the cost (the reason names the
+    models, :func:`unpriced_reason`)."""
 
-    def to_json(self) -> dict[str, float | None]:
-        """``{"change": ..., "lo": ..., "hi": ...}``."""
-        return {"change": self.change, "lo": self.lo, "hi": self.hi}
+    def to_json(self) -> dict[str, Any]:
+        """``{"change": ..., "lo": ..., "hi": ...}``, plus ``"incomplete": reason`` when the
+        change compares incomplete costs."""
+        out: dict[str, Any] = {"change": self.change, "lo": self.lo, "hi": self.hi}
+        if self.incomplete is not None:
+            out["incomplete"] = self.incomplete
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +100,29 @@ class GroupResult:
     ok_rate_change: Change | None = None
     """The ok rate's change in percentage points with a normal-approximation 95% interval
     (compared arms only; not part of the JSON)."""
+    unpriced: dict[str, int] = field(default_factory=dict)
+    """Attempts that reported tokens but had no price, by model (:func:`analysis.cost.unpriced`);
+    when any, the priced figures (``cost_usd``...) are the priced part only, a lower bound."""
+    spend_reason: str | None = None
+    """Why ``monthly_spend_usd`` is None (``"n/a"``), else None."""
+
+    @property
+    def cost_complete(self) -> bool:
+        """True when every attempt of the group that reported tokens was priced."""
+        return not self.unpriced
+
+    def incomplete(self, name: str) -> str | None:
+        """Why figure ``name`` of this group is not the whole of it (an attempt had no
+        price: ``cost incomplete: model gpt-9 unpriced (2 attempts)``), or None. A gate rule on
+        a figure with a reason must not pass (``inconclusive``); the change of a priced figure
+        carries its own reason (:attr:`Change.incomplete`), either arm's models named.
+
+        Raises:
+            KeyError: ``name`` is not a figure of the registry.
+        """
+        if not figure(name).priced or self.cost_complete:
+            return None
+        return unpriced_reason(self.unpriced)
 
     def value(self, name: str) -> Any:
         """The figure ``name`` of this group (None when it has no value here).
@@ -98,8 +142,11 @@ class GroupResult:
         """The group as ``shadow analyze --format json`` prints it (keys in its order)."""
         out: dict[str, Any] = {"slice": dict(self.slice), "arm": self.arm}
         for name, fig in FIGURES.items():
-            if fig.section in ("summary", "extra"):
+            if fig.section in ("summary", "cost", "attempt", "extra"):
                 out[name] = self.values.get(name)
+        out["cost_complete"] = self.cost_complete
+        out["unpriced_models"] = dict(self.unpriced)
+        out["monthly_spend_reason"] = self.spend_reason
         out["models"] = dict(self.models)
         out["errors"] = dict(self.errors)
         for name, fig in FIGURES.items():
@@ -111,7 +158,7 @@ class GroupResult:
         if not self.compared:
             return out
         for name, fig in FIGURES.items():
-            if fig.section == "divergence":
+            if fig.section in ("divergence", "paired"):
                 out[name] = self.values.get(name)
                 if fig.interval:
                     out[f"{name}_lo"], out[f"{name}_hi"] = self.interval(name)

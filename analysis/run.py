@@ -5,10 +5,13 @@
 DuckDB file or a Parquet directory) and adds ``run_results`` (every attempt of the chosen run)
 and ``final_results`` (each trace's final attempt per arm; :mod:`analysis.sql`).
 
-Figures follow ``docs/architecture.md``, "Metric definitions": ``n`` counts attempts;
-percentiles are ``quantile_cont`` (linear interpolation, numpy's default) over every attempt
-that has the value, errors and retries included; cost sums every attempt, and cost per success
-divides that sum by the number of ``ok`` attempts. SQL text here is built from constants and
+Figures follow ``docs/architecture.md``, "Metric definitions": they are per request (one
+trace on one arm with all its attempts, the ``requests`` view of :mod:`analysis.sql`): ``n``
+counts requests the breaker or budget did not skip, ``ok_rate`` the share that eventually
+succeeded; percentiles are ``quantile_cont`` (linear interpolation, numpy's default) over
+successful requests, timed from the trace's scheduled send to the last byte of the successful
+attempt; cost sums every attempt, and cost per success divides that sum by the number of
+successful requests. SQL text here is built from constants and
 quoted identifiers; values are bound as parameters.
 """
 
@@ -22,6 +25,7 @@ from typing import Any, Final
 import duckdb
 import polars as pl
 
+from analysis.cost import PRICE_COLUMNS, REPRICED_COST_SQL, price_rows
 from analysis.embedders.base import Embedder
 from analysis.pairs import divergent
 from analysis.sql import (
@@ -29,6 +33,8 @@ from analysis.sql import (
     FINAL_RESULTS,
     FINAL_RESULTS_SQL,
     NO_SLICE,
+    REQUESTS,
+    REQUESTS_SQL,
     SUMMARY_COLUMNS,
     check_slice_names,
     ident,
@@ -45,13 +51,6 @@ __all__ = ["NoRunError", "Run", "open_run"]
 class NoRunError(UsageError):
     """The results store holds no run yet (the CLI adds how to write one)."""
 
-
-_REPRICED_COST: Final = """
-    (greatest(coalesce(r.prompt_tokens, 0) - least(coalesce(r.cached_tokens, 0),
-        coalesce(r.prompt_tokens, 0)), 0) * p.input
-     + least(coalesce(r.cached_tokens, 0), coalesce(r.prompt_tokens, 0)) * p.cached_input
-     + coalesce(r.completion_tokens, 0) * p.output) / 1e6
-"""
 
 _POLARS_TYPES: Final[dict[str, Any]] = {
     "BOOLEAN": pl.Boolean,
@@ -79,8 +78,9 @@ class Run:
     """One run of a results store, on its own in-memory DuckDB connection.
 
     Views: ``results``, ``traces`` and ``runs`` (the whole store), ``run_results`` (every
-    attempt of this run; after :meth:`reprice`, with the recomputed ``cost_usd``) and
-    ``final_results`` (each trace's last attempt per arm).
+    attempt of this run; after :meth:`reprice`, with the recomputed ``cost_usd``),
+    ``final_results`` (each trace's last attempt per arm) and ``requests`` (one row per trace
+    and arm, all attempts together).
     """
 
     def __init__(
@@ -122,6 +122,7 @@ class Run:
         """
         by = list(by)
         check_slice_names(by)
+        self.check_slices(by)
         keys = [
             f"coalesce(slices[${i + 1}], ${len(by) + 1}) AS {ident(name)}"
             for i, name in enumerate(by)
@@ -129,10 +130,32 @@ class Run:
         groups = ", ".join([*(ident(name) for name in by), "arm"])
         query = (
             f"SELECT {', '.join([*(ident(n) for n in by), *SUMMARY_COLUMNS])} FROM ("
-            f"SELECT {', '.join([*keys, 'arm'])}, {FIGURES_SQL} FROM run_results"
+            f"SELECT {', '.join([*keys, 'arm'])}, {FIGURES_SQL} FROM {REQUESTS}"
             f" GROUP BY {groups}) ORDER BY {groups}"
         )
         return self.sql(query, [*by, NO_SLICE] if by else None)
+
+    def slice_names(self) -> list[str]:
+        """The slice names (keys of ``slices``) that any attempt of this run has, sorted."""
+        rows = self.records(
+            "SELECT DISTINCT unnest(map_keys(slices)) AS name FROM run_results ORDER BY name"
+        )
+        return [str(row["name"]) for row in rows]
+
+    def check_slices(self, by: Sequence[str]) -> None:
+        """Raise :class:`UsageError` (setting ``by``) naming the run's slices when ``by`` names
+        one that no attempt of this run has: grouping by it would put every row under
+        :data:`NO_SLICE`. A run without attempts has nothing to group, and accepts any."""
+        if not by:
+            return
+        known = self.slice_names()
+        missing = [name for name in by if name not in known]
+        if missing and self.records("SELECT 1 AS one FROM run_results LIMIT 1"):
+            raise UsageError(
+                f"by has {missing[0]!r}, a slice run {self.run_id} does not have; its slices "
+                f"are: {', '.join(known) or 'none'}",
+                setting="by",
+            )
 
     def pairs(self, arm: str = "candidate", against: str = "baseline") -> pl.DataFrame:
         """One row per trace that has a first attempt (attempt 0) on both arms.
@@ -179,27 +202,17 @@ class Run:
                 "SELECT DISTINCT model FROM run_results WHERE model IS NOT NULL"
             ).fetchall()
         ]
-        prices = []
-        unknown = set()
-        for model in models:
-            price = table.price(model)
-            if price is None:
-                unknown.add(model)
-                continue
-            cached = price.input if price.cached_input is None else price.cached_input
-            prices.append((model, price.input, price.output, cached))
+        prices, unknown = price_rows(table, models)  # every tier: analysis.cost
         con = _connect(self.path)
-        con.execute(
-            "CREATE TEMP TABLE prices (model VARCHAR PRIMARY KEY, input DOUBLE, output DOUBLE,"
-            " cached_input DOUBLE)"
-        ).complete()
+        con.execute(f"CREATE TEMP TABLE prices ({PRICE_COLUMNS})").complete()
         if prices:
-            con.executemany("INSERT INTO prices VALUES (?, ?, ?, ?)", prices)
+            con.executemany("INSERT INTO prices VALUES (?, ?, ?, ?, ?, ?)", prices)
         _run_views(
             con,
             "SELECT r.* REPLACE"
-            f" (CASE WHEN p.model IS NULL THEN NULL ELSE {_REPRICED_COST} END AS cost_usd)"
-            " FROM results AS r LEFT JOIN prices AS p ON p.model = r.model"
+            f" (CASE WHEN p.model IS NULL THEN NULL ELSE {REPRICED_COST_SQL} END AS cost_usd)"
+            " FROM results AS r ASOF LEFT JOIN prices AS p ON p.model = r.model"
+            " AND coalesce(r.prompt_tokens, 0) > p.above_tokens"
             f" WHERE r.run_id = {sql_literal(self.run_id)}",
         )
         return Run(con, path=self.path, run_id=self.run_id, unknown_models=frozenset(unknown))
@@ -213,9 +226,11 @@ class Run:
 
 
 def _run_views(con: duckdb.DuckDBPyConnection, run_results: str) -> None:
-    """``run_results`` as the query ``run_results``, and the final-attempt view over it."""
+    """``run_results`` as the query ``run_results``, and the final-attempt and request views
+    over it."""
     con.execute(f"CREATE TEMP VIEW run_results AS {run_results}").complete()
     con.execute(f"CREATE TEMP VIEW {FINAL_RESULTS} AS {FINAL_RESULTS_SQL}").complete()
+    con.execute(f"CREATE TEMP VIEW {REQUESTS} AS {REQUESTS_SQL}").complete()
 
 
 def _connect(path: str) -> duckdb.DuckDBPyConnection:

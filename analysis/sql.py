@@ -1,8 +1,9 @@
 """The SQL every analysis query shares, written once: figures, TPOT, slices, views, quoting.
 
 A :class:`~analysis.run.Run` puts these views on its DuckDB connection: ``results``,
-``traces`` and ``runs`` (the whole store), ``run_results`` (every attempt of the run) and
-:data:`FINAL_RESULTS` (each trace's final attempt per arm, :data:`FINAL_RESULTS_SQL`). The
+``traces`` and ``runs`` (the whole store), ``run_results`` (every attempt of the run),
+:data:`FINAL_RESULTS` (each trace's final attempt per arm, :data:`FINAL_RESULTS_SQL`) and
+:data:`REQUESTS` (one row per trace and arm with all its attempts, :data:`REQUESTS_SQL`). The
 modules that compute figures take a :class:`Queryable` (what a Run offers), so they never
 import the Run itself. SQL text is built from these constants and quoted identifiers; values
 are bound as parameters.
@@ -19,10 +20,14 @@ from analysis.figures import summary_figures
 from shadow.errors import UsageError
 
 __all__ = [
+    "ATTEMPT_FIGURES_SQL",
     "FIGURES_SQL",
     "FINAL_RESULTS",
     "FINAL_RESULTS_SQL",
     "NO_SLICE",
+    "REQUESTS",
+    "REQUESTS_SQL",
+    "SKIPPED_ERRORS",
     "SUMMARY_COLUMNS",
     "TPOT_SQL",
     "Queryable",
@@ -55,22 +60,91 @@ FINAL_RESULTS_SQL: Final = (
 )
 """The body of :data:`FINAL_RESULTS`: the last attempt of each (trace, arm)."""
 
+SKIPPED_ERRORS: Final = ("skipped_breaker", "skipped_budget")
+"""The errors of a request the breaker or the budget never sent (shadow/replay/scheduler.py)."""
+
+REQUESTS: Final = "requests"
+"""The view of requests: one row per (trace, arm) with all its attempts (:data:`REQUESTS_SQL`)."""
+
+_SKIP: Final = "coalesce(error IN ('skipped_breaker', 'skipped_budget'), false)"
+
+# A request that was tried once (no row with attempt > 0: nearly every row of most runs) is its
+# attempt row, mapped without a GROUP BY; only retried (trace, arm) keys are aggregated.
+REQUESTS_SQL: Final = f"""
+    WITH retried AS (SELECT DISTINCT trace_id, arm FROM run_results WHERE attempt > 0)
+    SELECT trace_id, arm, slices, {_SKIP} AS skipped,
+        CASE WHEN {_SKIP} THEN 0 ELSE 1 END AS attempts,
+        CASE WHEN ok AND NOT {_SKIP} THEN 1 ELSE 0 END AS ok_attempts,
+        coalesce(ok, false) AND NOT {_SKIP} AS ok,
+        CASE WHEN ok THEN latency_ms END AS latency_ms,
+        CASE WHEN ok THEN ttft_ms END AS ttft_ms,
+        CASE WHEN ok THEN {TPOT_SQL} END AS tpot_ms,
+        CASE WHEN ok THEN completion_tokens END AS answer_tokens,
+        (sent_at - scheduled_at) * 1000 AS lag_ms,
+        prompt_tokens, completion_tokens, cost_usd, scheduled_at,
+        sent_at + latency_ms / 1000 AS ended_at
+    FROM run_results ANTI JOIN retried USING (trace_id, arm)
+    UNION ALL
+    SELECT trace_id, arm, any_value(slices), bool_and({_SKIP}),
+        count(*) FILTER (WHERE NOT {_SKIP}),
+        count(*) FILTER (WHERE ok AND NOT {_SKIP}),
+        coalesce(bool_or(ok AND NOT {_SKIP}), false),
+        CASE WHEN bool_or(ok) THEN coalesce(sum(latency_ms) FILTER (WHERE NOT ok), 0)
+            + arg_min(latency_ms, attempt) FILTER (WHERE ok) END,
+        CASE WHEN bool_or(ok) THEN coalesce(sum(latency_ms) FILTER (WHERE NOT ok), 0)
+            + arg_min(ttft_ms, attempt) FILTER (WHERE ok) END,
+        arg_min({TPOT_SQL}, attempt) FILTER (WHERE ok),
+        arg_min(completion_tokens, attempt) FILTER (WHERE ok),
+        arg_min((sent_at - scheduled_at) * 1000, attempt) FILTER (WHERE attempt = 0),
+        sum(prompt_tokens), sum(completion_tokens), sum(cost_usd), min(scheduled_at),
+        max(sent_at + latency_ms / 1000)
+    FROM run_results SEMI JOIN retried USING (trace_id, arm)
+    GROUP BY trace_id, arm
+"""
+"""The body of :data:`REQUESTS`. A request is one trace on one arm with all its attempts;
+``latency_ms`` (``ttft_ms``) of a successful request = Σ ``latency_ms`` of its failed attempts
++ the successful attempt's ``latency_ms`` (``ttft_ms``): each attempt counts from its own due
+time and a retry is due when the failed attempt ended, so the sum runs from the trace's
+scheduled send to the last byte. NULL unless the request succeeded. ``tpot_ms`` and
+``answer_tokens`` are the successful attempt's; tokens and cost sum every attempt; ``lag_ms``
+is the first attempt's schedule lag; ``skipped``: the breaker or budget sent nothing."""
+
 # One list-valued quantile per column (DuckDB keeps one copy of the values for all three), then
-# unpacked; the same SQL serves Run.summary() and analysis.aggregates.
-FIGURES_SQL: Final = f"""
-    count(*) AS n,
-    avg(CAST(ok AS DOUBLE)) AS ok_rate,
+# unpacked; the same SQL serves Run.summary() and analysis.aggregates (over the requests view).
+FIGURES_SQL: Final = """
+    count(*) FILTER (WHERE NOT skipped) AS n,
+    avg(CAST(ok AS DOUBLE)) FILTER (WHERE NOT skipped) AS ok_rate,
+    count_if(skipped) AS skipped,
+    sum(attempts) / nullif(count(*) FILTER (WHERE NOT skipped), 0) AS attempts_per_request,
+    sum(ok_attempts) / nullif(sum(attempts), 0) AS attempt_ok_rate,
     quantile_cont(latency_ms, [0.50, 0.95, 0.99]) AS _lq,
     _lq[1] AS latency_p50_ms, _lq[2] AS latency_p95_ms, _lq[3] AS latency_p99_ms,
     quantile_cont(ttft_ms, [0.50, 0.95, 0.99]) AS _tq,
     _tq[1] AS ttft_p50_ms, _tq[2] AS ttft_p95_ms, _tq[3] AS ttft_p99_ms,
-    quantile_cont({TPOT_SQL}, [0.50, 0.95]) AS _pq, _pq[1] AS tpot_p50_ms, _pq[2] AS tpot_p95_ms,
+    quantile_cont(tpot_ms, [0.50, 0.95]) AS _pq, _pq[1] AS tpot_p50_ms, _pq[2] AS tpot_p95_ms,
     CAST(sum(prompt_tokens) AS BIGINT) AS prompt_tokens,
     CAST(sum(completion_tokens) AS BIGINT) AS completion_tokens,
+    avg(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0))
+        FILTER (WHERE NOT skipped) AS tokens_per_request,
     sum(cost_usd) AS cost_usd,
+    sum(coalesce(cost_usd, 0)) / nullif(count(*) FILTER (WHERE NOT skipped), 0)
+        AS cost_per_request_usd,
     sum(cost_usd) / nullif(count_if(ok), 0) AS cost_per_success_usd
 """
-"""The aggregates behind every column of :data:`SUMMARY_COLUMNS` but ``arm``."""
+"""The aggregates behind every column of :data:`SUMMARY_COLUMNS` but ``arm``, over
+:data:`REQUESTS`."""
+
+ATTEMPT_FIGURES_SQL: Final = """
+    count(latency_ms) AS attempts,
+    quantile_cont(latency_ms, [0.50, 0.95, 0.99]) AS _alq,
+    _alq[1] AS attempt_latency_p50_ms, _alq[2] AS attempt_latency_p95_ms,
+    _alq[3] AS attempt_latency_p99_ms,
+    quantile_cont(ttft_ms, [0.50, 0.95, 0.99]) AS _atq,
+    _atq[1] AS attempt_ttft_p50_ms, _atq[2] AS attempt_ttft_p95_ms,
+    _atq[3] AS attempt_ttft_p99_ms
+"""
+"""Per-attempt figures over ``run_results`` (every attempt that has the value, errors and
+retries included)."""
 
 
 class Queryable(Protocol):

@@ -31,6 +31,7 @@ __all__ = [
     "mann_whitney",
     "mean_difference_ci",
     "order_ranks",
+    "paired_difference_ci",
     "quantile_ratio_ci",
     "ratio_ci_cost_per_success",
 ]
@@ -351,3 +352,22 @@ def _order_interval(x: np.ndarray, q: float, level: float) -> tuple[float, float
     point = float(np.quantile(x, q))
     lo, hi = np.partition(x, [lo_rank, hi_rank])[[lo_rank, hi_rank]]
     return point, float(min(lo, point)), float(max(hi, point))
+
+
+def paired_difference_ci(
+    point: float, a: npt.ArrayLike, b: npt.ArrayLike, *, level: float = 0.95
+) -> tuple[float | None, float | None]:
+    """A normal interval around ``point`` with the spread of mean(a − b) over pairs (a[i], b[i]).
+
+    Used for excess divergence: the candidate's and the baseline_repeat's divergence of the same
+    traces are paired; None when fewer than two pairs have both values.
+    """
+    x = np.asarray(a, dtype=float)
+    y = np.asarray(b, dtype=float)
+    both = np.isfinite(x) & np.isfinite(y)
+    d = x[both] - y[both]
+    if d.size < 2:
+        return None, None
+    z = float(_scipy_stats.norm.ppf(0.5 + level / 2))
+    spread = z * float(d.std(ddof=1)) / math.sqrt(d.size)
+    return point - spread, point + spread

@@ -1,8 +1,11 @@
 """The readable form of an analysis: one rich table row per (slice, arm), then notes.
 
 Shared by ``shadow analyze`` (its default output) and ``shadow demo`` (its summary), so both
-show the same figures the same way. Columns name figures of the registry
-(:data:`analysis.figures.FIGURES`) and format them by its units.
+show the same figures the same way. It reads like a before/after table: per arm the median and
+P95 latency, the paired latency ratio with its interval, the cost per success and the monthly
+spend projection. Columns name figures of the registry (:data:`analysis.figures.FIGURES`) and
+format them by its units. A cost with unpriced attempts prints as a lower bound (``≥0.001200*``)
+and the notes name the unpriced models; a projection that cannot be made prints ``n/a``.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from rich.markup import escape
 from rich.table import Table
 
 from analysis.figures import FIGURES
@@ -17,39 +21,39 @@ from analysis.result import AnalysisResult, Change, GroupResult
 
 __all__ = ["change", "summary_notes", "summary_table"]
 
-_VALUES: Final = (  # (header, figure) of the value columns after n
+_LATENCY: Final = (  # (header, figure) of the value columns after n (requests)
     ("ok", "ok_rate"),
     ("p50 ms", "latency_p50_ms"),
-    ("p99 ms", "latency_p99_ms"),
-    ("ttft p95", "ttft_p95_ms"),
-    ("$/ok", "cost_per_success_usd"),
+    ("p95 ms", "latency_p95_ms"),
 )
-_CHANGES: Final = (  # (header, figure) of the relative-change columns
-    ("Δp99 (95% CI)", "latency_p99_ms"),
-    ("Δ$/ok (95% CI)", "cost_per_success_usd"),
-)
+_RATIO: Final = ("ratio (95% CI)", "latency_ratio")  # the paired change, after the latencies
+_COST: Final = (("$/ok", "cost_per_success_usd"), ("$/month", "monthly_spend_usd"))
+_INCOMPLETE: Final = "*"
 
 
 def summary_table(result: AnalysisResult) -> Table:
-    """The figures that tell the story of a run: latency, cost, models, divergence, flags."""
+    """The figures that tell the story of a run, per request (a trace on an arm with all its
+    attempts): latency, cost, models, divergence, flags; changes with paired intervals."""
     keys = list(result.by)
     table = Table(title=f"run {result.run_id} (vs {result.baseline_arm or 'no baseline'})",
                   title_justify="left")  # fmt: skip
     goodput = any(v is not None for v in result.thresholds.slo.values())
     measure = result.divergence_kind.partition(":")[0]
     left = {*keys, "arm", "models", "flag"}
-    columns = [*keys, "arm", "n", *(h for h, _ in _VALUES), *(h for h, _ in _CHANGES),
+    columns = [*keys, "arm", "n", *(h for h, _ in _LATENCY), _RATIO[0], *(h for h, _ in _COST),
                *(["goodput"] if goodput else []), "models", f"div ({measure})", "excess",
                "flag"]  # fmt: skip
-    for column in columns:
-        table.add_column(column, justify="left" if column in left else "right")
+    for column in columns:  # only the models wrap when the console is narrow
+        table.add_column(column, justify="left" if column in left else "right",
+                         no_wrap=column != "models")  # fmt: skip
     for g in result.groups:
         table.add_row(
             *(str(g.slice[k]) for k in keys),
             g.arm,
             f"{g.value('n'):,}",
-            *(_cell(g, name) for _, name in _VALUES),
-            *(change(g.delta.get(name)) for _, name in _CHANGES),
+            *(_cell(g, name) for _, name in _LATENCY),
+            change(g.delta.get(_RATIO[1])),
+            *(_cell(g, name) for _, name in _COST),
             *([_cell(g, "goodput")] if goodput else []),
             _models(g.models),
             _ratio(g.value("divergence_mean")),
@@ -60,8 +64,20 @@ def summary_table(result: AnalysisResult) -> Table:
 
 
 def summary_notes(result: AnalysisResult) -> list[str]:
-    """Lines (rich markup) for below the table: replay fidelity, then each alarm."""
+    """Lines (rich markup) for below the table: which costs are incomplete (their unpriced
+    models), why a spend projection is n/a, replay fidelity, then each alarm."""
     lines = []
+    for g in result.groups:
+        if not g.cost_complete:
+            label = ", ".join([*(f"{k}={v}" for k, v in g.slice.items()), g.arm])
+            lines.append(
+                escape(f"{_INCOMPLETE} {label}: {g.incomplete('cost_usd')}")
+                + "; its cost is the priced part only (a lower bound): re-price the run with a"
+                " pricing file that has the model to complete it"
+            )
+    reasons = sorted({g.spend_reason for g in result.groups if g.cost_complete and g.spend_reason
+                      and g.value("monthly_spend_usd") is None})  # fmt: skip
+    lines += [f"$/month n/a: {escape(reason)}" for reason in reasons]
     fid = result.fidelity
     if fid is not None:
         lines.append(
@@ -89,12 +105,20 @@ def change(delta: Change | Mapping[str, float | None] | None) -> str:
 def _cell(group: GroupResult, name: str) -> str:
     """A figure of ``group`` formatted by its registry unit; ``-`` without a value."""
     value = group.value(name)
+    if name == "monthly_spend_usd":
+        if value is None:
+            return f"n/a{_INCOMPLETE}" if not group.cost_complete else "n/a"
+        return (
+            f"{value:,.0f}" if value >= 1_000 else f"{value:,.2f}" if value >= 1 else f"{value:.4g}"
+        )
     if value is None:
-        return "-"
+        return f"n/a{_INCOMPLETE}" if group.incomplete(name) else "-"
     unit = FIGURES[name].unit
     if unit == "rate":
         return _pct(value)
     if unit == "usd":
+        if group.incomplete(name):
+            return f"≥{value:.6f}{_INCOMPLETE}"  # the priced part: never shown as the cost
         return f"{value:.6f}"
     return _ms(value)
 

@@ -219,3 +219,9 @@ def test_the_wheel_ships_the_three_packages() -> None:
     """pyproject.toml builds a wheel of exactly the three packages (an install needs them)."""
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert config["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == list(PACKAGES)
+
+
+def test_test_modules_have_unique_names() -> None:
+    """pytest imports test modules by file name, so two test_x.py in different folders clash."""
+    names = [p.name for p in (REPO / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.result import GroupResult
-from analysis.sql import Queryable
+from analysis.sql import REQUESTS, Queryable
 
 __all__ = [
     "ARM_COLOURS",
@@ -99,11 +99,12 @@ def cdf_points(run: Queryable, expr: str) -> dict[str, tuple[np.ndarray, np.ndar
     """Per arm, (values, cumulative fractions) of ``expr`` at about 2,000 order statistics.
 
     The ranks are evenly spaced, plus a denser set above p99; the smallest and largest value
-    are always included. ``expr`` is SQL over ``run_results`` (a column, or :mod:`analysis.sql`'s
-    ``TPOT_SQL``).
+    are always included. ``expr`` is SQL over the requests view (:data:`analysis.sql.REQUESTS`:
+    ``latency_ms``, ``ttft_ms``, ``tpot_ms`` of successful requests), so the CDFs show the
+    per-request figures the headline reports.
     """
     frame = run.sql(
-        f"WITH v AS (SELECT arm, {expr} AS x FROM run_results WHERE ({expr}) IS NOT NULL),"
+        f"WITH v AS (SELECT arm, {expr} AS x FROM {REQUESTS} WHERE ({expr}) IS NOT NULL),"
         " r AS (SELECT arm, x, row_number() OVER (PARTITION BY arm ORDER BY x) AS k,"
         " count(*) OVER (PARTITION BY arm) AS n FROM v)"
         " SELECT arm, x, CAST(k AS DOUBLE) / n AS p FROM r"

@@ -16,10 +16,10 @@ from typing import Any, Final
 import numpy as np
 
 from analysis.figures import FIGURES
-from analysis.gate import Verdict
 from analysis.report import charts
 from analysis.result import DivergenceSample, GroupResult
 from analysis.run import Run
+from analysis.verdicts import JUDGED, Verdict, decide
 
 __all__ = [
     "MAX_TEXT",
@@ -55,7 +55,7 @@ def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "–"
     if unit == "usd":
-        return f"${value:.3g}"
+        return f"${value:,.0f}" if abs(value) >= 1_000 else f"${value:.3g}"
     if unit == "rate":
         return f"{value:.2%}"
     if unit == "ratio":
@@ -124,16 +124,25 @@ def banner(
         tone, title = "none", "No gate verdict"
         detail += " Give --rules gates.toml for a pass/fail verdict."
     else:
+        outcome = decide(verdicts)
         failed = [v for v in verdicts if v.status == "fail"]
-        judged = sum(v.status in ("pass", "fail") for v in verdicts)
-        if failed:
+        unsure = [v for v in verdicts if v.status == "inconclusive"]
+        judged = sum(v.status in JUDGED for v in verdicts)
+        if outcome.verdict == "fail":
             tone, title = "fail", f"Do not ship: {len(failed)} of {judged} gate checks failed"
             items = [v.message for v in failed]
-        elif judged:
-            tone, title = "pass", f"Gate passed: all {judged} judged checks"
+            if unsure:
+                detail += f" {len(unsure)} more checks inconclusive."
+        elif outcome.verdict == "nothing_judged":
+            tone, title = "none", "The gate judged nothing it was asked to: not a pass"
+            items = list(outcome.unjudged)
+        elif outcome.verdict == "inconclusive":
+            tone = "none"
+            title = f"Inconclusive: {len(unsure)} of {judged} gate checks cannot tell yet"
+            items = [v.message for v in unsure]
+            detail += " No check failed; more traces would settle the rest (n_needed)."
         else:
-            tone, title = "none", "The gate could not judge this run"
-            items = [v.message for v in verdicts]
+            tone, title = "pass", f"Gate passed: all {judged} judged checks"
         if len(verdicts) > judged:
             detail += f" {len(verdicts) - judged} checks not judged (too few samples or no data)."
     listed = "".join(f"<li>{escape(m)}</li>" for m in items)
@@ -148,7 +157,7 @@ def banner(
 def gate_html(verdicts: Sequence[Verdict] | None) -> str:
     if not verdicts:
         return ""
-    tone = {"fail": "worse", "pass": "better"}
+    tone = {"fail": "worse", "pass": "better", "inconclusive": "same"}
     rows = [([v.status.replace("_", " "), v.message], tone.get(v.status, "none")) for v in verdicts]
     return "<h3>Gate checks</h3>" + table(["Status", "Check"], rows, toned=(0,))
 
@@ -227,7 +236,7 @@ def slice_table(groups: Sequence[GroupResult], by: list[str]) -> str:
                     label,
                     g.arm,
                     f"{number(g.value('n')) or 0:,.0f}",
-                    *(fmt(number(g.value(f.name)), f.unit) for f in figures),
+                    *(_priced(g, f.name, fmt(number(g.value(f.name)), f.unit)) for f in figures),
                     delta,
                     "" if div is None else f"{div:.3f}",
                     "" if excess is None else fmt(excess, "ratio"),
@@ -240,6 +249,11 @@ def slice_table(groups: Sequence[GroupResult], by: list[str]) -> str:
         + table(header, rows)
         + "</details>"
     )
+
+
+def _priced(group: GroupResult, name: str, shown: str) -> str:
+    """``≥ $0.0012*`` when the figure is an incomplete cost (the priced part only)."""
+    return f"≥ {shown}*" if shown != "–" and group.incomplete(name) else shown
 
 
 def _slices(text: str | None) -> str:

@@ -49,7 +49,6 @@ from analysis.report.html import (
 from analysis.report.style import CSS, PLOTLY_CONFIG
 from analysis.result import GroupResult
 from analysis.run import Run
-from analysis.sql import TPOT_SQL
 from shadow._version import __version__
 from shadow.config import AnalysisConfig, load_config
 from shadow.errors import UsageError
@@ -57,23 +56,30 @@ from shadow.files import atomic_write
 
 __all__ = ["build_report", "write_report"]
 
-_HEADLINE: Final = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "ttft_p95_ms",
-                    "cost_per_success_usd")  # fmt: skip
-"""The relative changes the summary table leads with (registry names), then the ok rate."""
+_HEADLINE: Final = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_ratio",
+                    "ttft_p95_ms", "cost_per_success_usd", "monthly_spend_usd")  # fmt: skip
+"""The figures the summary table leads with, before/after (registry names, per-request figures
+with paired intervals; the spend projection has none), then the ok rate."""
 _READING: Final = {
     "worse": "worse beyond noise",
     "better": "better beyond noise",
     "same": "no clear change",
 }
 _LEADS: Final = {  # the line under each section's title (HTML)
-    "summary": "The whole run, every slice together. A change is coloured only when its whole "
-    "95% interval lies on one side of zero (red: worse, green: better, grey: within noise).",
-    "latency": "From the scheduled send to the last byte, errors and timeouts included (open "
-    "loop). Whiskers: 95% interval of the change against {ref}.",
+    "summary": "The whole run, every slice together, per request (a trace on an arm with all its "
+    "attempts). A change is coloured only when its whole 95% interval, paired by trace, lies on "
+    "one side of zero (red: worse, green: better, grey: within noise). Latency ratio: the "
+    "geometric mean over traces of candidate / baseline latency. Monthly spend: each arm's cost "
+    "at the recorded traffic rate, over 30 days. A cost marked ≥ …* is incomplete: some "
+    "attempts had no price, so it is the priced part only; the Reading names the unpriced "
+    "models.",
+    "latency": "Per successful request, from the trace's scheduled send to the last byte of the "
+    "successful attempt, earlier attempts included (open loop). Whiskers: 95% interval of the "
+    "change against {ref}.",
     "ttft": "TTFT: scheduled send to the first content chunk (streamed runs only). "
     "TPOT: (latency − TTFT) / (completion tokens − 1).",
     "cost": "Mean tokens per attempt. Cost per successful response = cost of every attempt / "
-    "successful attempts.",
+    "requests that succeeded.",
     "divergence": "How far each arm's final output is from {ref}'s, per trace ({kind}; JSON "
     "outputs structurally); 0 = same, 1 = unrelated. Excess = the candidate's mean minus the "
     "baseline_repeat's: what the baseline's own nondeterminism does not explain.",
@@ -172,7 +178,7 @@ def build_report(
         cdf(charts.cdf_points(run, "ttft_ms"), title="TTFT CDF per arm", unit="ms"),
         "no TTFT: the run was not streamed",
     ) + add(
-        cdf(charts.cdf_points(run, TPOT_SQL), title="TPOT CDF per arm", unit="ms per token"),
+        cdf(charts.cdf_points(run, "tpot_ms"), title="TPOT CDF per arm", unit="ms per token"),
         "no TPOT: needs TTFT and completion tokens",
     )
     cost = add(charts.tokens_by_slice(slice_groups), "no token counts") + add(
@@ -251,12 +257,12 @@ def _headline(base: GroupResult | None, cand: GroupResult | None) -> list[Row]:
         found = cand.delta.get(figure.name)
         change, lo, hi = (None, None, None) if found is None else (
             number(found.change), number(found.lo), number(found.hi))  # fmt: skip
-        cells = [
-            figure.label,
-            fmt(number(base.value(figure.name)), figure.unit),
-            fmt(number(cand.value(figure.name)), figure.unit),
-        ]
-        if change is None:
+        cells = [figure.label, _cell(base, figure.name, reference=True), _cell(cand, figure.name)]
+        if figure.name == "monthly_spend_usd":
+            rows.append(_spend_row(cells, base, cand))
+        elif found is not None and found.incomplete:
+            rows.append(([*cells, "–", "–", found.incomplete], "none"))
+        elif change is None:
             rows.append(([*cells, "–", "–", "no data"], "none"))
         elif lo is None or hi is None:
             rows.append(([*cells, f"{change:+.1%}", "–", "no interval (too few values)"], "none"))
@@ -268,6 +274,32 @@ def _headline(base: GroupResult | None, cand: GroupResult | None) -> list[Row]:
     rows.append(_ok_rate_row(base, cand))
     rows.append(_excess_row(cand))
     return rows
+
+
+def _cell(group: GroupResult, name: str, *, reference: bool = False) -> str:
+    """A headline cell; a ``factor`` (candidate / reference) reads 1.000× on the reference, an
+    incomplete cost ``≥ $0.0012*`` (the priced part), a projection that cannot be made n/a."""
+    value, unit = number(group.value(name)), FIGURES[name].unit
+    if value is None and group.incomplete(name):
+        return "n/a*"
+    if name == "monthly_spend_usd" and value is None:
+        return "n/a"
+    if unit != "factor":
+        shown = fmt(value, unit)
+        return f"≥ {shown}*" if value is not None and group.incomplete(name) else shown
+    if reference:
+        return "1.000×"
+    return "–" if value is None else f"{value:.3f}×"
+
+
+def _spend_row(cells: list[str], base: GroupResult, cand: GroupResult) -> Row:
+    """Monthly spend before/after: the projections' ratio (no interval), or why it is n/a."""
+    b, c = number(base.value("monthly_spend_usd")), number(cand.value("monthly_spend_usd"))
+    if b is None or c is None:
+        reasons = [f"{g.arm}: {g.spend_reason}" for g in (base, cand) if g.spend_reason]
+        return [*cells, "–", "–", "n/a: " + "; ".join(reasons or ["no projection"])], "none"
+    change = f"{c / b - 1:+.1%}" if b else "–"
+    return [*cells, change, "–", "projected at the recorded traffic rate (no interval)"], "none"
 
 
 def _excess_row(cand: GroupResult) -> Row:

@@ -58,27 +58,28 @@ def summarise(
 
 @dataclass(frozen=True)
 class Verdict:
-    """What ``shadow gate`` prints for the run and whether it would exit 0."""
+    """What ``shadow gate`` prints for the run, its verdict, and whether it would exit 0."""
 
     passed: bool
     lines: list[str]
+    verdict: str = "pass"
+    """``pass``, ``fail``, ``inconclusive`` or ``nothing_judged``."""
 
     @property
     def summary(self) -> str:
-        """The last line: ``gate: passed, ...`` or ``gate: FAILED, ...``."""
+        """The last line: ``gate: passed, ...``, ``gate: FAILED, ...``, ``gate: INCONCLUSIVE,
+        ...`` or ``gate: NOTHING JUDGED, ...``."""
         return self.lines[-1]
 
 
 def judge(run: Run, rules: Path, embedder: Embedder | None) -> Verdict:
     """``shadow gate RUN --rules RULES``: one line per check, then the verdict."""
-    from analysis.gate import evaluate, verdict_lines
+    from analysis.gate import judge as gate
     from shadow.config import load_config
 
     config = load_config(rules)
-    verdicts = evaluate(run, config.gate, embedder=embedder, settings=config.analysis)
-    lines = verdict_lines(verdicts)
-    failed = any(v.status == "fail" for v in verdicts)
-    return Verdict(passed=not failed, lines=lines)
+    outcome = gate(run, config.gate, embedder=embedder, settings=config.analysis)
+    return Verdict(passed=outcome.passed, lines=outcome.lines(), verdict=outcome.verdict)
 
 
 def write_html(

@@ -78,6 +78,8 @@ class _Findings:
     """The table as plain text, for consoles that are not terminals (CI logs, pipes)."""
     verdict_lines: list[str]
     passed: bool
+    verdict: str
+    """The gate's verdict: pass, fail, inconclusive or nothing_judged."""
     report: Path
 
 
@@ -315,7 +317,8 @@ class _Demo:
             step.done(f"{path.name}, {path.stat().st_size / 1e6:.1f} MB")
         run.close()
         return _Findings(table=table, text=text, verdict_lines=verdict.lines,
-                         passed=verdict.passed, report=path)  # fmt: skip
+                         passed=verdict.passed, verdict=verdict.verdict,
+                         report=path)  # fmt: skip
 
     def _print_results(self, findings: _Findings, total_s: float) -> None:
         def say(text: str | Text | Table = "", style: str | None = None) -> None:
@@ -328,8 +331,8 @@ class _Demo:
         say(
             "[green]the candidate passes the demo's gate[/]"
             if findings.passed
-            else "[yellow]the candidate fails the demo's gate[/] (shadow gate would exit 1 on "
-            "this run; the demo itself ran fine, so it exits 0)"
+            else f"[yellow]the demo's gate says {findings.verdict.replace('_', ' ')}[/] (shadow"
+            " gate would exit 1 on this run; the demo itself ran fine, so it exits 0)"
         )
         say()
         say(f"report:  {escape(str(findings.report))}")

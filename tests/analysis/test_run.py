@@ -141,30 +141,51 @@ def _q(values: list[float], q: float) -> float | None:
 def _expected(
     rows: Sequence[ResultRow], by: Sequence[str]
 ) -> dict[tuple[str, ...], dict[str, Any]]:
-    """The summary recomputed from the rows in Python and numpy."""
-    groups: dict[tuple[str, ...], list[ResultRow]] = {}
+    """The per-request summary recomputed from the rows in Python and numpy.
+
+    A request is a trace on an arm with all its attempts; its latency (TTFT) is the failed
+    attempts' latencies plus the successful attempt's latency (TTFT), successful requests only.
+    """
+    groups: dict[tuple[str, ...], dict[str, list[ResultRow]]] = {}
     for r in rows:
         if r.run_id != RUN:
             continue
         key = (*(r.slices.get(name, NO_SLICE) for name in by), r.arm)
-        groups.setdefault(key, []).append(r)
+        groups.setdefault(key, {}).setdefault(r.trace_id, []).append(r)
     out = {}
-    for key, members in groups.items():
-        lat = [r.latency_ms for r in members if r.latency_ms is not None]
-        ttft = [r.ttft_ms for r in members if r.ttft_ms is not None]
-        tpot = [
-            (r.latency_ms - r.ttft_ms) / (r.completion_tokens - 1)
-            for r in members
-            if r.completion_tokens is not None
-            and r.completion_tokens > 1
-            and r.ttft_ms is not None
-            and r.latency_ms is not None
-        ]
-        cost = sum(r.cost_usd for r in members if r.cost_usd is not None)
-        ok = sum(r.ok for r in members)
+    for key, requests in groups.items():
+        lat: list[float] = []
+        ttft: list[float] = []
+        tpot: list[float] = []
+        ok_requests = 0
+        attempts = [r for members in requests.values() for r in members]
+        for members in requests.values():
+            good = [r for r in members if r.ok]
+            if not good:
+                continue
+            ok_requests += 1
+            final = good[0]
+            before = sum(r.latency_ms or 0.0 for r in members if not r.ok)
+            if final.latency_ms is not None:
+                lat.append(before + final.latency_ms)
+            if final.ttft_ms is not None:
+                ttft.append(before + final.ttft_ms)
+            if (
+                final.completion_tokens is not None
+                and final.completion_tokens > 1
+                and final.ttft_ms is not None
+                and final.latency_ms is not None
+            ):
+                tpot.append((final.latency_ms - final.ttft_ms) / (final.completion_tokens - 1))
+        cost = sum(r.cost_usd for r in attempts if r.cost_usd is not None)
+        n = len(requests)
+        tokens = sum((r.prompt_tokens or 0) + (r.completion_tokens or 0) for r in attempts)
         out[key] = {
-            "n": len(members),
-            "ok_rate": ok / len(members),
+            "n": n,
+            "ok_rate": ok_requests / n,
+            "skipped": 0,
+            "attempts_per_request": len(attempts) / n,
+            "attempt_ok_rate": sum(r.ok for r in attempts) / len(attempts),
             "latency_p50_ms": _q(lat, 0.5),
             "latency_p95_ms": _q(lat, 0.95),
             "latency_p99_ms": _q(lat, 0.99),
@@ -172,10 +193,12 @@ def _expected(
             "ttft_p95_ms": _q(ttft, 0.95),
             "ttft_p99_ms": _q(ttft, 0.99),
             "tpot_p50_ms": _q(tpot, 0.5),
-            "prompt_tokens": sum(r.prompt_tokens or 0 for r in members),
-            "completion_tokens": sum(r.completion_tokens or 0 for r in members),
+            "prompt_tokens": sum(r.prompt_tokens or 0 for r in attempts),
+            "completion_tokens": sum(r.completion_tokens or 0 for r in attempts),
+            "tokens_per_request": tokens / n,
             "cost_usd": cost,
-            "cost_per_success_usd": cost / ok if ok else None,
+            "cost_per_request_usd": cost / n,
+            "cost_per_success_usd": cost / ok_requests if ok_requests else None,
         }
     return out
 
@@ -200,7 +223,7 @@ def test_open_run_defaults_to_the_latest_run(run: Run) -> None:
 
 
 def test_summary_by_arm_matches_numpy(run: Run, rows: list[ResultRow]) -> None:
-    """Every figure of the per-arm summary equals its numpy recomputation over all attempts."""
+    """Every figure of the per-arm summary equals its numpy recomputation, per request."""
     frame = run.summary()
     assert frame.columns[:2] == ["arm", "n"]
     assert frame["arm"].to_list() == ["baseline", "candidate"]
@@ -216,7 +239,8 @@ def test_summary_by_tenant_groups_missing_slices_as_none(run: Run, rows: list[Re
 
 
 def test_cost_per_success_by_hand(tmp_path: Path) -> None:
-    """Cost per success is the cost of every attempt, failed retries too, over the ok count."""
+    """Cost per success is the cost of every attempt, failed retries too, over the requests that
+    succeeded; n and the ok rate count requests (trace a failed, then succeeded on retry)."""
     common: dict[str, Any] = {"run_id": RUN, "arm": "baseline", "scheduled_at": 0.0}
     with ResultsStore.open(tmp_path / "r.duckdb") as store:
         store.write(
@@ -238,10 +262,12 @@ def test_cost_per_success_by_hand(tmp_path: Path) -> None:
     run = open_run(tmp_path / "r.duckdb")
     frame = run.summary()
     base, cand = frame.row(0, named=True), frame.row(1, named=True)
-    assert base["n"] == 4
+    assert base["n"] == 3
     assert base["cost_usd"] == pytest.approx(1.75)
     assert base["cost_per_success_usd"] == pytest.approx(1.75 / 2)
-    assert base["ok_rate"] == pytest.approx(0.5)
+    assert base["ok_rate"] == pytest.approx(2 / 3)
+    assert base["attempt_ok_rate"] == pytest.approx(0.5)
+    assert base["attempts_per_request"] == pytest.approx(4 / 3)
     assert base["latency_p50_ms"] is None
     assert cand["cost_per_success_usd"] is None
 

@@ -81,7 +81,12 @@ def test_demo_runs_the_whole_flow_and_reruns_into_the_same_directory(tmp_path: P
         assert re.search(r"run demo-\S+ \(vs baseline\)", result.stdout)
         assert re.search(r"│ short\s+│ candidate\s+│", result.stdout)
         assert "baseline_repeat" in result.stdout
-        assert re.search(r"^gate: (passed|FAILED)", result.stdout, re.MULTILINE)
+        # Three verdicts: an inconclusive check is never printed as a pass.
+        verdict = r"^gate: (passed|FAILED|INCONCLUSIVE|NOTHING JUDGED), "
+        assert re.search(verdict, result.stdout, re.MULTILINE)
+        checks = (out / "gate.txt").read_text().splitlines()[:-1]
+        assert checks
+        assert all(re.match(r"(PASS|FAIL|INCONCLUSIVE|TOO_SMALL|NO_DATA) ", c) for c in checks)
 
         with duckdb.connect(str(out / "results.duckdb"), read_only=True) as con:
             runs = con.execute("select count(*) from runs").fetchone()

@@ -1,0 +1,230 @@
+"""Cost you can trust: which attempts had no price, whether a group's cost is complete, the
+spend per month at the recorded traffic rate, and repricing a run's attempts with tiers.
+
+Definitions (docs/architecture.md, "Metric definitions"):
+
+- an attempt is **unpriced** when it reported tokens (``prompt_tokens + completion_tokens >
+  0``) but has no ``cost_usd``: its model (or its missing model name, shown as
+  :data:`~shadow.replay.budget.NO_MODEL`) has no price. Attempts with no tokens (errors,
+  skips) cost nothing and are not unpriced.
+- a group's cost is **complete** when none of its attempts is unpriced; an incomplete cost is
+  reported as unknown (``None``), never as the sum of the priced part.
+- the **spend projection** of a group (slice values and arm) is
+  ``Σ cost_usd of the group's attempts / span × 30 days``, where ``span`` is
+  ``max(captured_at) − min(captured_at)`` over every trace of the run (the recorded traffic
+  rate of the whole run: a slice's share of traffic is kept). It is ``None`` with a reason when
+  the span is 0 (one trace, or every trace captured at once), the cost is incomplete, or
+  requests of the group were skipped by the breaker or the budget (their cost is unknown).
+
+Every function takes a :class:`~analysis.sql.Queryable` (a Run) and ``by``, the slice names to
+group by (none: per arm); rows without a slice group under :data:`~analysis.sql.NO_SLICE`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from analysis.sql import NO_SLICE, Queryable, check_slice_names, slice_columns
+from shadow.replay.budget import NO_MODEL
+from shadow.replay.pricing import PricingTable, rate_tiers
+
+__all__ = [
+    "MONTH_S",
+    "PRICE_COLUMNS",
+    "REPRICED_COST_SQL",
+    "GroupCost",
+    "SpendProjection",
+    "UnpricedModel",
+    "group_costs",
+    "price_rows",
+    "spend_projection",
+    "unpriced",
+]
+
+MONTH_S: Final = 30 * 86_400
+"""A month of the projection: 30 days, in seconds."""
+
+_UNPRICED: Final = (
+    "cost_usd IS NULL AND coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0) > 0"
+)
+_SKIPPED: Final = "coalesce(error, '') IN ('skipped_breaker', 'skipped_budget')"
+
+
+@dataclass(frozen=True, slots=True)
+class UnpricedModel:
+    """Attempts of one group on one model that had no price."""
+
+    group: tuple[str, ...]
+    """The slice values, in the order of ``by`` (empty without ``by``)."""
+    arm: str
+    model: str
+    """The reported model name, or :data:`~shadow.replay.budget.NO_MODEL`."""
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCost:
+    """The cost of one group (slice values and arm), and whether it is known."""
+
+    group: tuple[str, ...]
+    arm: str
+    attempts: int
+    unpriced_attempts: int
+    skipped_requests: int
+    """Requests (trace on this arm) the breaker or the budget skipped: nothing was sent."""
+    priced_cost_usd: float
+    """Σ cost of the priced attempts (a lower bound when the cost is incomplete)."""
+
+    @property
+    def complete(self) -> bool:
+        """True when every attempt that reported tokens was priced."""
+        return self.unpriced_attempts == 0
+
+    @property
+    def cost_usd(self) -> float | None:
+        """The group's cost, or None when it is incomplete (never the priced part as if all)."""
+        return self.priced_cost_usd if self.complete else None
+
+
+@dataclass(frozen=True, slots=True)
+class SpendProjection:
+    """One group's spend per month at the recorded traffic rate (the module docstring)."""
+
+    group: tuple[str, ...]
+    arm: str
+    cost_usd: float | None
+    """The group's cost in this run (None: incomplete)."""
+    span_s: float
+    """The recorded span of the run's traces (max − min captured_at), seconds."""
+    monthly_usd: float | None
+    """``cost_usd / span_s × 30 days``, or None (then ``reason`` says why: print "n/a")."""
+    reason: str | None
+
+
+def unpriced(run: Queryable, by: Sequence[str] = ()) -> list[UnpricedModel]:
+    """The unpriced models per group and arm with their attempt counts, most attempts first."""
+    keys, params = _keys(by)
+    order = ", ".join([*(f"s{i}" for i in range(len(by))), "arm", "model"])
+    rows = run.records(
+        f"SELECT {', '.join([*keys, 'arm'])}, coalesce(model, ${len(params) + 1}) AS model,"
+        f" count(*) AS attempts FROM run_results WHERE {_UNPRICED}"
+        f" GROUP BY ALL ORDER BY attempts DESC, {order}",
+        [*params, NO_MODEL],
+    )
+    return [
+        UnpricedModel(
+            group=tuple(str(row[f"s{i}"]) for i in range(len(by))),
+            arm=str(row["arm"]),
+            model=str(row["model"]),
+            attempts=int(row["attempts"]),
+        )
+        for row in rows
+    ]
+
+
+def group_costs(run: Queryable, by: Sequence[str] = ()) -> list[GroupCost]:
+    """Every group's cost and completeness, in group then arm order."""
+    keys, params = _keys(by)
+    rows = run.records(
+        f"SELECT {', '.join([*keys, 'arm'])}, count(*) FILTER (WHERE NOT ({_SKIPPED}))"
+        f" AS attempts, count(*) FILTER (WHERE {_UNPRICED}) AS unpriced,"
+        f" count(*) FILTER (WHERE {_SKIPPED} AND attempt = 0) AS skipped,"
+        " coalesce(sum(cost_usd), 0) AS cost FROM run_results GROUP BY ALL ORDER BY ALL",
+        params,
+    )
+    return [
+        GroupCost(
+            group=tuple(str(row[f"s{i}"]) for i in range(len(by))),
+            arm=str(row["arm"]),
+            attempts=int(row["attempts"]),
+            unpriced_attempts=int(row["unpriced"]),
+            skipped_requests=int(row["skipped"]),
+            priced_cost_usd=float(row["cost"]),
+        )
+        for row in rows
+    ]
+
+
+def spend_projection(run: Queryable, by: Sequence[str] = ()) -> list[SpendProjection]:
+    """Each group's spend per month at the run's recorded traffic rate, in group order."""
+    span = run.records(
+        "SELECT (max(captured_at) - min(captured_at)) / 1e9 AS span FROM traces WHERE run_id = $1",
+        [run.run_id],
+    )
+    span_s = float(span[0]["span"] or 0.0) if span else 0.0
+    projections = []
+    for cost in group_costs(run, by):
+        reason = None
+        if not cost.complete:
+            reason = f"cost incomplete: {cost.unpriced_attempts} unpriced attempts"
+        elif cost.skipped_requests:
+            reason = f"cost incomplete: {cost.skipped_requests} requests skipped"
+        elif span_s <= 0:
+            reason = "the recorded span of the traces is 0"
+        monthly = None if reason else cost.priced_cost_usd / span_s * MONTH_S
+        projections.append(
+            SpendProjection(
+                group=cost.group,
+                arm=cost.arm,
+                cost_usd=cost.cost_usd,
+                span_s=span_s,
+                monthly_usd=monthly,
+                reason=reason,
+            )
+        )
+    return projections
+
+
+def _keys(by: Sequence[str]) -> tuple[list[str], list[str]]:
+    by = list(by)
+    check_slice_names(by)
+    return slice_columns(by), [*by, NO_SLICE] if by else []
+
+
+# -- repricing (analysis.run.Run.reprice) ---------------------------------------------------
+
+PRICE_COLUMNS: Final = (
+    "model VARCHAR, above_tokens BIGINT, input DOUBLE, output DOUBLE, cached_input DOUBLE,"
+    " cache_write_input DOUBLE"
+)
+"""The columns of the ``prices`` table that :data:`REPRICED_COST_SQL` joins (one row per tier)."""
+
+REPRICED_COST_SQL: Final = """
+    (greatest(coalesce(r.prompt_tokens, 0) - least(coalesce(r.cached_tokens, 0),
+        coalesce(r.prompt_tokens, 0)), 0) * p.input
+     + least(coalesce(r.cached_tokens, 0), coalesce(r.prompt_tokens, 0)) * p.cached_input
+     + coalesce(r.completion_tokens, 0) * p.output) / 1e6
+"""
+"""An attempt's cost from its tokens and its tier's row ``p`` of the prices table (results
+record no cache-write tokens yet, so ``cache_write_input`` is not used here). Join with
+``ASOF LEFT JOIN prices AS p ON p.model = r.model AND coalesce(r.prompt_tokens, 0) >
+p.above_tokens``: the highest tier the prompt is above, the base row's threshold being −1."""
+
+
+def price_rows(
+    table: PricingTable, models: Iterable[str]
+) -> tuple[list[tuple[str, int, float, float, float, float]], set[str]]:
+    """Rows of the ``prices`` table for ``models`` (every tier, defaults filled), and the
+    models that have no price."""
+    rows = []
+    unknown = set()
+    for model in models:
+        price = table.price(model)
+        if price is None:
+            unknown.add(model)
+            continue
+        for rates in rate_tiers(price):
+            above = rates.above_tokens if rates.above_tokens else -1
+            rows.append(
+                (
+                    model,
+                    above,
+                    rates.input,
+                    rates.output,
+                    rates.cached_input,
+                    rates.cache_write_input,
+                )
+            )
+    return rows, unknown

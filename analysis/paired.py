@@ -1,0 +1,186 @@
+"""Paired intervals: every change of an arm against the reference, resampled by trace.
+
+Every trace is sent to every arm, so the arms are not independent samples: a trace that is slow
+on the baseline tends to be slow on the candidate. The intervals here keep that pairing: one
+replicate gives each *trace* of a slice one Poisson(1) weight (the Poisson bootstrap), and the
+same weight counts on every arm, so a replicate of the candidate's p99 and one of the
+baseline's p99 come from the same resampled traces. A statistic of a replicate is the weighted
+one: a weighted quantile (the smallest value whose cumulative weight reaches q of the total),
+Σw·cost / Σw·ok, Σw·ok / Σw, a weighted mean.
+
+The bootstrap runs on the slice's hash-chosen sample of at most
+:data:`~analysis.aggregates.SAMPLE_TRACES` traces (every trace of a smaller slice). With m
+sampled of n requests, each replicate's deviation from the sample's own statistic is scaled by
+√(m / n) — the spread of a √n-consistent statistic (quantiles, ratios of means) shrinks as
+1/√n — and laid around the exact figure of all n requests. Below the sample size the scale is
+1 and this is the plain percentile bootstrap; just above it the scale is still about 1, so the
+width does not jump where the sampling starts (a test crosses it). Relative changes are
+resampled on the log scale (log candidate − log reference), the ok rate's change in points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats as _scipy_stats
+
+__all__ = [
+    "QUANTILE_FIGURES",
+    "ArmReplicates",
+    "PairedBootstrap",
+    "log_ratio_interval",
+    "poisson_weights",
+    "scaled_interval",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+QUANTILE_FIGURES: Final = {
+    f"{column.removesuffix('_ms')}_p{round(q * 100)}_ms": (column, q)
+    for column in ("latency_ms", "ttft_ms")
+    for q in (0.50, 0.95, 0.99)
+}
+"""Quantile figure -> (the request column, q)."""
+_TAIL: Final = 0.025
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArmReplicates:
+    """One arm's statistics: on its sample (``center``) and per replicate (``reps``)."""
+
+    size: int
+    """Requests of the arm in the sample."""
+    center: dict[str, float] = field(default_factory=dict)
+    reps: dict[str, FloatArray] = field(default_factory=dict)
+
+
+def poisson_weights(n_boot: int, size: int, seed: int) -> npt.NDArray[np.uint8]:
+    """A ``(size, n_boot)`` matrix of Poisson(1) weights, a row per trace and a column per
+    replicate (small integers, stored as bytes; a trace's row is contiguous)."""
+    if n_boot < 1:
+        raise ValueError(f"n_boot is {n_boot}; it must be >= 1")
+    rng = np.random.default_rng(seed)
+    weights: npt.NDArray[np.uint8] = np.minimum(rng.poisson(1.0, size=(size, n_boot)), 255).astype(
+        np.uint8
+    )
+    return weights
+
+
+class PairedBootstrap:
+    """Poisson(1) weights per (replicate, trace) of one slice's sample, shared by its arms.
+
+    ``weights`` (from :func:`poisson_weights`, at least as many columns as traces) may be
+    shared by slices: each slice's intervals only need its own traces' weights independent.
+    """
+
+    def __init__(
+        self,
+        traces: npt.ArrayLike,
+        *,
+        n_boot: int,
+        seed: int,
+        weights: npt.NDArray[np.uint8] | None = None,
+    ) -> None:
+        self.traces = np.unique(np.asarray(traces, dtype=object))
+        if weights is None or weights.shape[0] < self.traces.size:
+            weights = poisson_weights(n_boot, self.traces.size, seed)
+        self.weights = weights[: self.traces.size]
+
+    def arm(self, sample: Mapping[str, np.ndarray]) -> ArmReplicates:
+        """The statistics of one arm's sample (``trace`` ids and the request columns of
+        :func:`analysis.aggregates.group_figures`' sample)."""
+        trace = np.asarray(sample.get("trace", np.array([], dtype=object)), dtype=object)
+        if trace.size == 0:
+            return ArmReplicates(size=0)
+        index = np.searchsorted(self.traces, trace)
+        center: dict[str, float] = {}
+        reps: dict[str, FloatArray] = {}
+        for column in ("latency_ms", "ttft_ms"):
+            values = np.asarray(sample[column], dtype=float)
+            keep = np.flatnonzero(np.isfinite(values))
+            if not keep.size:
+                continue
+            order = keep[np.argsort(values[keep], kind="stable")]
+            sorted_values = values[order]
+            cumulative = self.weights[index[order]].astype(np.uint32)
+            np.cumsum(cumulative, axis=0, out=cumulative)  # in place: twice as fast
+            for name, (col, q) in QUANTILE_FIGURES.items():
+                if col == column:
+                    center[name] = float(sorted_values[_rank(sorted_values.size, q)])
+                    reps[name] = _weighted_quantile(sorted_values, cumulative, q)
+        columns = {
+            "ok": np.asarray(sample["ok"], dtype=np.float32),
+            "cost": np.asarray(sample["cost_usd"], dtype=np.float32),
+            "tokens": np.nan_to_num(np.asarray(sample["tokens"], dtype=np.float32)),
+        }
+        ones = np.ones((trace.size, 1), dtype=np.float32)
+        center.update({k: float(v[0]) for k, v in _sums(ones, columns).items()})
+        reps.update(_sums(self.weights[index].astype(np.float32), columns))
+        return ArmReplicates(size=int(trace.size), center=center, reps=reps)
+
+
+def _rank(size: int, q: float) -> int:
+    """The 0-based rank of the q quantile of ``size`` unit weights (as :func:`_weighted_quantile`
+    picks it)."""
+    return min(max(math.ceil(q * size) - 1, 0), size - 1)
+
+
+def _sums(weights: np.ndarray, columns: Mapping[str, np.ndarray]) -> dict[str, FloatArray]:
+    """Per column (replicate) of ``weights`` (a row per request): ok rate, cost per success and
+    per request, tokens per request."""
+    total = weights.sum(axis=0, dtype=np.float64)
+    ok = (columns["ok"] @ weights).astype(np.float64)
+    cost = (columns["cost"] @ weights).astype(np.float64)
+    tokens = (columns["tokens"] @ weights).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "ok_rate": ok / total,
+            "cost_per_success_usd": cost / ok,
+            "cost_per_request_usd": cost / total,
+            "tokens_per_request": tokens / total,
+        }
+
+
+def _weighted_quantile(
+    sorted_values: FloatArray, cumulative: npt.NDArray[np.uint32], q: float
+) -> FloatArray:
+    """Per column (replicate) of ``cumulative`` (running sums of integer weights down the sorted
+    values): the smallest value whose cumulative weight reaches q of the column's total (a
+    resample's inverted empirical distribution); NaN for a column of zero weight."""
+    totals = cumulative[-1]
+    targets = np.maximum(np.ceil(q * totals.astype(np.float64)), 1).astype(np.uint32)
+    ranks = (cumulative < targets).sum(axis=0)
+    out: FloatArray = sorted_values[np.minimum(ranks, sorted_values.size - 1)]
+    out[totals <= 0] = np.nan
+    return out
+
+
+def scaled_interval(
+    point: float, center: float, reps: FloatArray, scale: float
+) -> tuple[float | None, float | None]:
+    """``point`` ± the replicates' 2.5% and 97.5% deviations from ``center``, times ``scale``
+    (√(sampled / all); 1 when every request is in the sample). None without replicates."""
+    finite = reps[np.isfinite(reps)]
+    if finite.size < 2 or not math.isfinite(center) or not math.isfinite(point):
+        return None, None
+    lo, hi = np.quantile(finite - center, [_TAIL, 1 - _TAIL])
+    return point + float(lo) * scale, point + float(hi) * scale
+
+
+def log_ratio_interval(
+    n: int, mean: float | None, var: float | None, *, level: float = 0.95
+) -> tuple[float | None, float | None, float | None]:
+    """``(change, lo, hi)`` of a geometric-mean ratio from per-trace log ratios: exp(mean) − 1
+    with Student's t-interval on the mean log ratio (n − 1 degrees of freedom)."""
+    if n < 1 or mean is None:
+        return None, None, None
+    change = math.expm1(mean)
+    if n < 2 or var is None or not math.isfinite(var):
+        return change, None, None
+    spread = float(_scipy_stats.t.ppf(0.5 + level / 2, n - 1)) * math.sqrt(max(var, 0.0) / n)
+    return change, math.expm1(mean - spread), math.expm1(mean + spread)
