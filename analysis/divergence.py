@@ -110,6 +110,7 @@ def divergence(
     if semantic and embedder is not None:
         ea = embedder.embed([str(a[i]) for i in semantic])
         eb = embedder.embed([str(b[i]) for i in semantic])
-        cosine = np.clip(np.sum(ea * eb, axis=1), -1.0, 1.0)
+        # A negative cosine is no more unrelated than 0: divergence stays within [0, 1].
+        cosine = np.clip(np.sum(ea * eb, axis=1), 0.0, 1.0)
         out[semantic] = 1.0 - cosine
     return out

@@ -102,7 +102,7 @@ class Run:
         try:
             return _frame(self._con.execute(query, params))
         except duckdb.Error as exc:
-            raise AnalysisError(f"query on {self.path}: {str(exc).splitlines()[0]}") from None
+            raise _query_error(self.path, exc) from None
 
     def records(self, query: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """Run ``query`` and return its rows as dicts of Python values (lists and maps kept)."""
@@ -111,7 +111,7 @@ class Run:
             names = [str(d[0]) for d in result.description or []]
             return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
         except duckdb.Error as exc:
-            raise AnalysisError(f"query on {self.path}: {str(exc).splitlines()[0]}") from None
+            raise _query_error(self.path, exc) from None
 
     def summary(self, by: Sequence[str] = ()) -> pl.DataFrame:
         """One row per (slice values..., arm) with the figures of ``shadow analyze``.
@@ -223,6 +223,14 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<Run {self.run_id!r} of {self.path}>"
+
+
+def _query_error(path: str, exc: duckdb.Error) -> AnalysisError | UsageError:
+    """A failed query, in one line: a store that cannot be read is bad input (exit 2)."""
+    first = str(exc).splitlines()[0]
+    if isinstance(exc, duckdb.IOException | duckdb.InvalidInputException):
+        return UsageError(f"cannot read the results in {path}: {first}; is a part damaged?")
+    return AnalysisError(f"query on {path}: {first}")
 
 
 def _run_views(con: duckdb.DuckDBPyConnection, run_results: str) -> None:

@@ -168,6 +168,15 @@ def check_schema(
             "and no shadow meta table); give a new path or an existing results file"
         )
     check_version(version, path)
+    for table, columns in COLUMNS.items():
+        sql = "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND table_name = ?"
+        present = {str(row[0]) for row in con.execute(sql, [database, table]).fetchall()}
+        missing = [name for name, _ in columns if name not in present]
+        if missing:
+            raise UsageError(
+                f"{path}: table {table} lacks column(s) {', '.join(missing)}; the file was "
+                "altered or not written by shadow: replay into a new results file"
+            )
 
 
 def check_version(version: object, path: Path) -> None:

@@ -90,13 +90,25 @@ def _parquet_views(con: duckdb.DuckDBPyConnection, base: str, *, remote: bool) -
                 f" QUALIFY row_number() OVER (PARTITION BY {', '.join(KEYS[table])}"
                 " ORDER BY _written_at DESC NULLS LAST) = 1"
             )
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS {sql}").complete()
+        _create_view(con, table, sql, f"{base}/{table}")
     glob = files("runs", "*.json")
     if glob is None:
         runs = _empty_select(RUN_COLUMNS)
     else:
         runs = _MERGED_RUNS.format(glob=glob, columns=_RUN_JSON_COLUMNS)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW runs AS {runs}").complete()
+    _create_view(con, "runs", runs, f"{base}/runs")
+
+
+def _create_view(con: duckdb.DuckDBPyConnection, name: str, sql: str, where: str) -> None:
+    """A view over the parts; parts that cannot be read (damaged, not Parquet, a column
+    missing from every part) are bad input, named in one line."""
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}").complete()
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0]
+        raise UsageError(
+            f"cannot read the results in {where}: {first}; is a part damaged?"
+        ) from None
 
 
 def _empty_select(columns: Sequence[tuple[str, str]]) -> str:

@@ -154,3 +154,17 @@ def test_empty_outputs_are_the_same_and_empty_vs_text_is_unrelated_with_an_embed
 
     values = divergence(["", " ", "answer"], ["", "answer", "answer"], Refuses())
     assert values.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_semantic_divergence_stays_within_zero_and_one() -> None:
+    """Opposite embeddings (cosine −1) are unrelated (1), not beyond it; the same text is 0."""
+
+    class Opposite:
+        name = "opposite"
+
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            sign = [(-1.0 if t.startswith("no") else 1.0) for t in texts]
+            return np.array([[s, 0.0] for s in sign])
+
+    values = divergence(["yes", "yes"], ["no", "yes"], Opposite())
+    assert values.tolist() == [1.0, 0.0]
