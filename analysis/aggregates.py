@@ -256,11 +256,13 @@ def pair_ratios(
         )
     group_by = ", ".join([*names, "c.arm"])
     ref = f"${len(keys) + 2}" if keys else "$1"
+    # The timed requests once (MATERIALIZED: the view is not computed twice for the join).
     query = (
-        f"SELECT {cols + ', ' if cols else ''}c.arm AS arm, {', '.join(ratios)}"
-        f" FROM {REQUESTS} AS c JOIN {REQUESTS} AS b USING (trace_id)"
-        f" WHERE b.arm = {ref} AND c.arm <> b.arm"
-        f" AND (c.latency_ms IS NOT NULL OR c.ttft_ms IS NOT NULL) GROUP BY {group_by}"
+        "WITH timed AS MATERIALIZED (SELECT trace_id, arm, slices, latency_ms, ttft_ms"
+        f" FROM {REQUESTS} WHERE latency_ms IS NOT NULL OR ttft_ms IS NOT NULL)"
+        f" SELECT {cols + ', ' if cols else ''}c.arm AS arm, {', '.join(ratios)}"
+        " FROM timed AS c JOIN timed AS b USING (trace_id)"
+        f" WHERE b.arm = {ref} AND c.arm <> b.arm GROUP BY {group_by}"
     )
     out: dict[tuple[str, ...], dict[str, PairRatio]] = {}
     for row in run.records(query, [*keys, NO_SLICE, reference] if keys else [reference]):

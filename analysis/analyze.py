@@ -105,7 +105,7 @@ def analyze(
     ``--format json`` prints).
 
     Args:
-        by: slice names to group by.
+        by: slice names to group by; one the run does not have raises ``UsageError``.
         n_boot: bootstrap resamples for the intervals of small samples.
         embedder: semantic divergence; None measures it lexically.
         settings: SLOs, pins and thresholds.
@@ -115,6 +115,7 @@ def analyze(
     settings = settings or AnalysisConfig()
     keys = list(by)
     check_slice_names(keys)
+    run.check_slices(keys)  # an unknown slice is bad input, not a run under "(none)"
     slo = Slo(
         ttft_ms=settings.slo_ttft_ms,
         tpot_ms=settings.slo_tpot_ms,

@@ -181,9 +181,19 @@ class GateOutcome:
         elif self.verdict == "nothing_judged":
             head = "NOTHING JUDGED, " + "; ".join(self.unjudged)
         elif self.verdict == "inconclusive":
+            # More traces settle a check whose interval straddles its bound (n_needed); not
+            # one whose cost is incomplete: a price for the unpriced model does.
+            sizable = sum(v.status == "inconclusive" and v.n_needed is not None
+                          for v in self.verdicts)  # fmt: skip
+            if sizable == unsure:
+                fix = "more traces would settle them"
+            elif sizable == 0:
+                fix = "each check says what would settle it"
+            else:
+                fix = f"more traces would settle {sizable}; the others say what would"
             head = (
                 f"INCONCLUSIVE, {unsure} of {judged} judged checks could not tell (none failed);"
-                " more traces would settle them"
+                f" {fix}"
             )
         else:
             head = f"passed, all {judged} judged checks pass"

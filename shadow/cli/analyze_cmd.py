@@ -67,7 +67,6 @@ def command(run_path: str, by: str, fmt: str, pricing: str | None, run_id: str |
     if pricing:
         run = run.reprice(load_pricing(pricing))
     keys = slice_keys(by)
-    run.check_slices(keys)
     result = analyze(run, keys, n_boot=n_boot, embedder=embedder, settings=settings)
     if fmt == "json":
         click.echo(json.dumps(result.to_json()))

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from analysis.run import Run
 
 __all__ = ["Verdict", "judge", "load_embedder", "open_results", "summarise", "summary_json",
-           "summary_table", "table_text", "write_html"]  # fmt: skip
+           "summary_notes", "summary_table", "table_text", "write_html"]  # fmt: skip
 
 _TEXT_WIDTH = 160
 
@@ -96,6 +96,14 @@ def summary_table(result: AnalysisResult) -> Table:
     from analysis.table import summary_table as table
 
     return table(result)
+
+
+def summary_notes(result: AnalysisResult) -> list[str]:
+    """The notes ``shadow analyze`` prints under its table (rich markup): unpriced models,
+    spend n/a, replay fidelity, alarms."""
+    from analysis.table import summary_notes as notes
+
+    return notes(result)
 
 
 def table_text(table: Table, width: int = _TEXT_WIDTH) -> str:

@@ -74,6 +74,9 @@ _REQUEST_TIMEOUT_S = 60.0
 @dataclass(frozen=True, kw_only=True)
 class _Findings:
     table: Table
+    notes: list[str]
+    """What ``shadow analyze`` prints under the table (rich markup): unpriced models, spend
+    n/a, replay fidelity, alarms."""
     text: str
     """The table as plain text, for consoles that are not terminals (CI logs, pipes)."""
     verdict_lines: list[str]
@@ -301,7 +304,9 @@ class _Demo:
         with steps.step("analyze", f"shadow analyze results.duckdb --by {by}") as step:
             result = await in_thread(lambda: analysis.summarise(run, BY, rules, embedder))
             table = analysis.summary_table(result)
-            text = analysis.table_text(table)
+            notes = analysis.summary_notes(result)
+            plain = "".join(Text.from_markup(line).plain + "\n" for line in notes)
+            text = analysis.table_text(table) + plain
             (self.out / "summary.txt").write_text(text)
             (self.out / "summary.json").write_text(analysis.summary_json(result))
             step.done(f"by {by}, {measure} divergence → summary.txt, summary.json")
@@ -316,7 +321,7 @@ class _Demo:
             )
             step.done(f"{path.name}, {path.stat().st_size / 1e6:.1f} MB")
         run.close()
-        return _Findings(table=table, text=text, verdict_lines=verdict.lines,
+        return _Findings(table=table, notes=notes, text=text, verdict_lines=verdict.lines,
                          passed=verdict.passed, verdict=verdict.verdict,
                          report=path)  # fmt: skip
 
@@ -325,7 +330,12 @@ class _Demo:
             self.console.print(text, style=style, highlight=False, soft_wrap=True)
 
         say()
-        say(findings.table if self.console.is_terminal else Text(findings.text.rstrip("\n")))
+        if self.console.is_terminal:
+            say(findings.table)
+            for line in findings.notes:  # rich markup, as shadow analyze prints them
+                say(Text.from_markup(line))
+        else:  # the text already holds the notes
+            say(Text(findings.text.rstrip("\n")))
         say()
         say(Text("\n".join(findings.verdict_lines)))
         say(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from analysis.analyze import analyze
 from analysis.run import open_run
 from shadow.errors import UsageError
 from shadow.results.rows import ResultRow
@@ -40,6 +41,8 @@ def test_the_library_names_the_runs_slices(run_file: Path) -> None:
         with pytest.raises(UsageError, match=r"'nosuch'.*its slices are: intent, size") as err:
             run.summary(["intent", "nosuch"])
         assert err.value.setting == "by"
+        with pytest.raises(UsageError, match=r"'nosuch'.*its slices are: intent, size"):
+            analyze(run, ["nosuch"])  # the library call checks too, not only the CLI
     finally:
         run.close()
 

@@ -86,3 +86,17 @@ def test_text_lines_label_each_status_and_never_call_inconclusive_a_pass() -> No
     assert decide([_v(a, "pass")]).lines()[-1] == "gate: passed, all 1 judged checks pass"
     tail = decide([_v(a, "fail"), _v(a, "too_small")]).lines()[-1]
     assert tail == "gate: FAILED, 1 of 1 judged checks failed; 1 not judged (too small or no data)"
+
+
+def test_the_summary_says_what_settles_an_inconclusive_gate() -> None:
+    """Straddling checks are settled by more traces; a cost with no price is not."""
+    rule = GateRule(metric="cost_per_success_usd", max_increase_pct=0)
+
+    def check(n_needed: int | None) -> Verdict:
+        return Verdict(rule=rule, slice={}, status="inconclusive", value=None, lo=None,
+                       hi=None, message="m", n=50, n_needed=n_needed)  # fmt: skip
+
+    assert decide([check(400)]).lines()[-1].endswith("more traces would settle them")
+    assert decide([check(None)]).lines()[-1].endswith("each check says what would settle it")
+    mixed = decide([check(400), check(None)]).lines()[-1]
+    assert mixed.endswith("more traces would settle 1; the others say what would")
