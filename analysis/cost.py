@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from analysis.sql import NO_SLICE, Queryable, check_slice_names, slice_columns
+from analysis.sql import NO_SLICE, SKIPPED_SQL, Queryable, check_slice_names, slice_columns
 from shadow.replay.budget import NO_MODEL
 from shadow.replay.pricing import PricingTable, rate_tiers
 
@@ -49,7 +49,6 @@ MONTH_S: Final = 30 * 86_400
 _UNPRICED: Final = (
     "cost_usd IS NULL AND coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0) > 0"
 )
-_SKIPPED: Final = "coalesce(error, '') IN ('skipped_breaker', 'skipped_budget')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +127,9 @@ def group_costs(run: Queryable, by: Sequence[str] = ()) -> list[GroupCost]:
     """Every group's cost and completeness, in group then arm order."""
     keys, params = _keys(by)
     rows = run.records(
-        f"SELECT {', '.join([*keys, 'arm'])}, count(*) FILTER (WHERE NOT ({_SKIPPED}))"
+        f"SELECT {', '.join([*keys, 'arm'])}, count(*) FILTER (WHERE NOT ({SKIPPED_SQL}))"
         f" AS attempts, count(*) FILTER (WHERE {_UNPRICED}) AS unpriced,"
-        f" count(*) FILTER (WHERE {_SKIPPED} AND attempt = 0) AS skipped,"
+        f" count(*) FILTER (WHERE {SKIPPED_SQL} AND attempt = 0) AS skipped,"
         " coalesce(sum(cost_usd), 0) AS cost FROM run_results GROUP BY ALL ORDER BY ALL",
         params,
     )

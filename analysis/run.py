@@ -92,6 +92,7 @@ class Run:
         unknown_models: frozenset[str] = frozenset(),
     ) -> None:
         self._con = con
+        self._slice_names: list[str] | None = None
         self.path = path
         self.run_id = run_id
         self.unknown_models = unknown_models
@@ -136,11 +137,16 @@ class Run:
         return self.sql(query, [*by, NO_SLICE] if by else None)
 
     def slice_names(self) -> list[str]:
-        """The slice names (keys of ``slices``) that any attempt of this run has, sorted."""
-        rows = self.records(
-            "SELECT DISTINCT unnest(map_keys(slices)) AS name FROM run_results ORDER BY name"
-        )
-        return [str(row["name"]) for row in rows]
+        """The slice names (keys of ``slices``) that any attempt of this run has, sorted.
+
+        Read once per Run (a scan of every attempt): analyze, the gate and the report all check
+        their slices against it."""
+        if self._slice_names is None:
+            rows = self.records(
+                "SELECT DISTINCT unnest(map_keys(slices)) AS name FROM run_results ORDER BY name"
+            )
+            self._slice_names = [str(row["name"]) for row in rows]
+        return list(self._slice_names)
 
     def check_slices(self, by: Sequence[str]) -> None:
         """Raise :class:`UsageError` (setting ``by``) naming the run's slices when ``by`` names

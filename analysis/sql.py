@@ -28,6 +28,7 @@ __all__ = [
     "REQUESTS",
     "REQUESTS_SQL",
     "SKIPPED_ERRORS",
+    "SKIPPED_SQL",
     "SUMMARY_COLUMNS",
     "TPOT_SQL",
     "Queryable",
@@ -66,16 +67,19 @@ SKIPPED_ERRORS: Final = ("skipped_breaker", "skipped_budget")
 REQUESTS: Final = "requests"
 """The view of requests: one row per (trace, arm) with all its attempts (:data:`REQUESTS_SQL`)."""
 
-_SKIP: Final = "coalesce(error IN ('skipped_breaker', 'skipped_budget'), false)"
+SKIPPED_SQL: Final = (
+    "coalesce(error IN (" + ", ".join(f"'{e}'" for e in SKIPPED_ERRORS) + "), false)"
+)
+"""True for an attempt the breaker or the budget never sent (one row of ``run_results``)."""
 
 # A request that was tried once (no row with attempt > 0: nearly every row of most runs) is its
 # attempt row, mapped without a GROUP BY; only retried (trace, arm) keys are aggregated.
 REQUESTS_SQL: Final = f"""
     WITH retried AS (SELECT DISTINCT trace_id, arm FROM run_results WHERE attempt > 0)
-    SELECT trace_id, arm, slices, {_SKIP} AS skipped,
-        CASE WHEN {_SKIP} THEN 0 ELSE 1 END AS attempts,
-        CASE WHEN ok AND NOT {_SKIP} THEN 1 ELSE 0 END AS ok_attempts,
-        coalesce(ok, false) AND NOT {_SKIP} AS ok,
+    SELECT trace_id, arm, slices, {SKIPPED_SQL} AS skipped,
+        CASE WHEN {SKIPPED_SQL} THEN 0 ELSE 1 END AS attempts,
+        CASE WHEN ok AND NOT {SKIPPED_SQL} THEN 1 ELSE 0 END AS ok_attempts,
+        coalesce(ok, false) AND NOT {SKIPPED_SQL} AS ok,
         CASE WHEN ok THEN latency_ms END AS latency_ms,
         CASE WHEN ok THEN ttft_ms END AS ttft_ms,
         CASE WHEN ok THEN {TPOT_SQL} END AS tpot_ms,
@@ -85,10 +89,10 @@ REQUESTS_SQL: Final = f"""
         sent_at + latency_ms / 1000 AS ended_at
     FROM run_results ANTI JOIN retried USING (trace_id, arm)
     UNION ALL
-    SELECT trace_id, arm, any_value(slices), bool_and({_SKIP}),
-        count(*) FILTER (WHERE NOT {_SKIP}),
-        count(*) FILTER (WHERE ok AND NOT {_SKIP}),
-        coalesce(bool_or(ok AND NOT {_SKIP}), false),
+    SELECT trace_id, arm, any_value(slices), bool_and({SKIPPED_SQL}),
+        count(*) FILTER (WHERE NOT {SKIPPED_SQL}),
+        count(*) FILTER (WHERE ok AND NOT {SKIPPED_SQL}),
+        coalesce(bool_or(ok AND NOT {SKIPPED_SQL}), false),
         CASE WHEN bool_or(ok) THEN coalesce(sum(latency_ms) FILTER (WHERE NOT ok), 0)
             + arg_min(latency_ms, attempt) FILTER (WHERE ok) END,
         CASE WHEN bool_or(ok) THEN coalesce(sum(latency_ms) FILTER (WHERE NOT ok), 0)

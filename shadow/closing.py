@@ -60,7 +60,7 @@ class AsyncClosing(ABC):
         await self.aclose()
 
 
-class Running(ABC):
+class Running(AsyncClosing):
     """A service started on entry and stopped on exit, in ``with`` or ``async with``.
 
     For objects that run something in the background (a server thread, a broker process):
@@ -93,14 +93,6 @@ class Running(ABC):
     async def __aenter__(self) -> Self:
         await asyncio.to_thread(self.start)
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Stop without blocking the event loop; safe to call twice."""

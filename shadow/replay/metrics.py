@@ -7,7 +7,7 @@ counted twice and the hot path does no metric bookkeeping of its own.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -55,22 +55,26 @@ class StatsCollector(Collector):
                          values, ["arm"])  # fmt: skip
 
 
-def _counter(
-    name: str, doc: str, samples: _Samples, labels: list[str] | None = None
-) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, doc, labels=labels or [])
+_F = TypeVar("_F", CounterMetricFamily, GaugeMetricFamily)
+
+
+def _family(kind: type[_F], name: str, doc: str, samples: _Samples, labels: list[str] | None) -> _F:
+    family = kind(name, doc, labels=labels or [])
     for label_values, value in samples:
         family.add_metric(list(label_values), value)
     return family
+
+
+def _counter(
+    name: str, doc: str, samples: _Samples, labels: list[str] | None = None
+) -> CounterMetricFamily:
+    return _family(CounterMetricFamily, name, doc, samples, labels)
 
 
 def _gauge(
     name: str, doc: str, samples: _Samples, labels: list[str] | None = None
 ) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, doc, labels=labels or [])
-    for label_values, value in samples:
-        family.add_metric(list(label_values), value)
-    return family
+    return _family(GaugeMetricFamily, name, doc, samples, labels)
 
 
 def metrics_registry(stats: ReplayStats) -> CollectorRegistry:
