@@ -316,28 +316,39 @@ def tokens_by_slice(groups: Sequence[GroupResult]) -> Any:
 
 
 def cost_by_slice(groups: Sequence[GroupResult]) -> Any:
-    """Cost per successful response (all attempts' cost / successes), per slice and arm."""
+    """Cost per successful response (all attempts' cost / successes), per slice and arm. A bar
+    whose group had unpriced attempts is hatched and labelled ``≥``: it is the priced part only
+    (its hover names the unpriced models), never shown as if complete."""
     slices = top_slices(groups)
     fig = go.Figure()
-    shown = False
+    shown = incomplete_shown = False
     for arm, by in _by_arm(groups).items():
-        values, hover = [], []
+        values, hover, patterns, labels = [], [], [], []
         for label in slices:
             g = by.get(label)
             values.append(_value(g, "cost_per_success_usd"))
             c, lo, hi = _delta(g, "cost_per_success_usd")
-            hover.append(
+            text = (
                 f"{c * 100:+.1f}% [{lo * 100:+.1f}%, {hi * 100:+.1f}%]"
                 if math.isfinite(c)
                 else "reference"
             )
+            reason = g.incomplete("cost_per_success_usd") if g is not None else None
+            if reason is not None and math.isfinite(values[-1]):
+                incomplete_shown = True
+                text += f"<br>{reason}: the priced part only"
+            hover.append(text)
+            patterns.append("/" if reason is not None else "")
+            labels.append("≥" if reason is not None else "")
         shown = shown or any(math.isfinite(v) for v in values)
         fig.add_trace(
             go.Bar(
                 x=slices,
                 y=values,
                 name=arm,
-                marker_color=_colour(arm),
+                marker={"color": _colour(arm), "pattern": {"shape": patterns}},
+                text=labels,
+                textposition="outside",
                 customdata=hover,
                 hovertemplate=f"{arm} · %{{x}}<br>$%{{y:.6f}} per success<br>"
                 "%{customdata}<extra></extra>",
@@ -345,9 +356,14 @@ def cost_by_slice(groups: Sequence[GroupResult]) -> Any:
         )
     if not shown:
         return None
+    title = "Cost per successful response by slice"
+    if incomplete_shown:
+        title += (
+            "<br><sup>hatched ≥: cost incomplete (unpriced attempts), the priced part only</sup>"
+        )
     return _style(
         fig,
-        title="Cost per successful response by slice",
+        title=title,
         height=360,
         barmode="group",
         yaxis={"title": "USD per success", "tickprefix": "$"},

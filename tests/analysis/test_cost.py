@@ -22,6 +22,7 @@ from analysis.cost import (
 )
 from analysis.figures import FIGURES
 from analysis.gate import evaluate
+from analysis.report.charts import cost_by_slice
 from analysis.report.page import build_report
 from analysis.run import Run, open_run
 from analysis.sql import NO_SLICE
@@ -334,3 +335,18 @@ def test_a_cost_rule_on_an_incomplete_cost_never_passes(mixed: Run) -> None:
     assert verdicts[2].message == "cost_usd: cost incomplete: model gpt-9 unpriced (10 attempts)"
     assert decide(verdicts).verdict == "fail"
     assert decide(verdicts[2:]).verdict == "inconclusive"
+
+
+def test_the_cost_chart_hatches_an_incomplete_bar_and_names_the_models(mixed: Run) -> None:
+    """The candidate's bar is the priced part: hatched, labelled ≥, gpt-9 in its hover and a
+    subtitle saying so; the complete baseline's bar is plain."""
+    fig = cost_by_slice(analyze(mixed).groups)
+    bars = {bar.name: bar for bar in fig.data}
+    cand, base = bars["candidate"], bars["baseline"]
+    assert list(cand.marker.pattern.shape) == ["/"]
+    assert list(cand.text) == ["≥"]
+    assert "model gpt-9 unpriced (10 attempts): the priced part only" in cand.customdata[0]
+    assert cand.y[0] == pytest.approx(0.0075)
+    assert list(base.marker.pattern.shape) == [""]
+    assert list(base.text) == [""]
+    assert "cost incomplete" in fig.layout.title.text
