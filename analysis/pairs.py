@@ -82,13 +82,18 @@ def pair_divergence(
     elif traces_per_slice:
         fraction = min(1.0, limit / max(sum(traces_per_slice.values()), 1))
         where = f" WHERE hash(trace_id) % {_HASH_SPACE} < {fraction!r}::DOUBLE * {_HASH_SPACE}"
-    query = (
-        "SELECT * EXCLUDE (_frac) FROM (SELECT trace_id, arm, output_text"
+    # The hash filter runs on run_results, before the final-attempt window: a run of millions
+    # of rows is filtered in one scan and only the sampled traces are ranked.
+    inner = (
+        "SELECT * FROM (SELECT trace_id, arm, attempt, output_text"
         + "".join(f", {c}" for c in slice_cols)
-        + f" FROM {FINAL_RESULTS}){join}{where} ORDER BY trace_id, arm"
+        + f" FROM run_results){join}{where}"
     )
-    if not join:
-        query = query.replace(" EXCLUDE (_frac)", "")
+    query = (
+        f"SELECT trace_id, arm, output_text{''.join(f', {n}' for n in names)} FROM ({inner})"
+        " QUALIFY row_number() OVER (PARTITION BY trace_id, arm ORDER BY attempt DESC) = 1"
+        " ORDER BY trace_id, arm"
+    )
     rows = run.records(query, params or None)
     texts: dict[str, dict[str, str | None]] = {}
     slice_of: dict[str, tuple[str, ...]] = {}
