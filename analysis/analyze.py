@@ -59,10 +59,12 @@ from analysis.embedders.base import Embedder
 from analysis.fidelity import fidelity
 from analysis.figures import DELTA_FIGURES, FIGURES
 from analysis.paired import (
+    QUANTILE_FIGURES,
     ArmReplicates,
     PairedBootstrap,
     log_ratio_interval,
     poisson_weights,
+    quantile_interval,
     scaled_interval,
 )
 from analysis.pairs import divergence_sample, pair_divergence, reference_arm
@@ -367,7 +369,12 @@ def _log_interval(
         return None, None
     with np.errstate(divide="ignore", invalid="ignore"):
         reps = np.log(cand.reps[figure]) - np.log(base.reps[figure])
-    lo, hi = scaled_interval(point, math.log(c_center / b_center), reps, scale)
+    center = math.log(c_center / b_center)
+    if figure in QUANTILE_FIGURES:
+        beyond = min(base.size, cand.size) * (1 - QUANTILE_FIGURES[figure][1])
+        lo, hi = quantile_interval(point, center, reps, scale, beyond=beyond)
+    else:
+        lo, hi = scaled_interval(point, center, reps, scale)
     if lo is None or hi is None:
         return None, None
     return math.expm1(lo), math.expm1(hi)

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from analysis.paired import TAIL_PERCENTILE
 from shadow.config import GateRule
 
 __all__ = [
@@ -98,14 +99,15 @@ class Verdict:
 
 
 def min_samples(rule: GateRule) -> int:
-    """The rule's ``min_samples``, or its default: ``max(30, 1 / (1 − q))`` for a quantile
-    ``q`` (100 for a p99), 30 otherwise; below it the 95% interval of a change covered the
-    truth in fewer than 93% of simulated runs (the README's analyzer section)."""
+    """The rule's ``min_samples``, or its default: ``max(30, 1.5 / (1 − q))`` for a quantile
+    ``q`` (150 for a p99: 1.5 requests beyond it, :data:`analysis.paired.TAIL_PERCENTILE`), 30
+    otherwise; below it the 95% interval of a change covered the truth in fewer than 93% of
+    simulated runs (``bench/gate_power.py``, the README's analyzer section)."""
     if rule.min_samples is not None:
         return rule.min_samples
     found = re.search(r"_p(\d{2})(?:_|$)", rule.metric)
     q = int(found.group(1)) / 100 if found else 0.5
-    return max(DEFAULT_MIN_SAMPLES, math.ceil(1 / (1 - q) - 1e-9))
+    return max(DEFAULT_MIN_SAMPLES, math.ceil(TAIL_PERCENTILE / (1 - q) - 1e-9))
 
 
 def settle(

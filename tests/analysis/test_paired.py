@@ -12,7 +12,13 @@ import pytest
 
 from analysis.aggregates import SAMPLE_TRACES
 from analysis.analyze import analyze
-from analysis.paired import PairedBootstrap
+from analysis.paired import (
+    TAIL_IQR,
+    TAIL_PERCENTILE,
+    PairedBootstrap,
+    quantile_interval,
+    scaled_interval,
+)
 from analysis.run import Run, open_run
 from shadow.results.rows import ResultRow
 from shadow.results.store import ResultsStore
@@ -143,3 +149,34 @@ def test_the_bootstrap_weights_are_shared_by_the_arms_of_a_slice() -> None:
     expected = (w[used, 0] * 1.0 + w[used, 2] * 3.0) / (w[used, 0] + w[used, 2])
     np.testing.assert_allclose(reps.reps["cost_per_request_usd"][used], expected, rtol=1e-6)
     assert reps.center["cost_per_success_usd"] == pytest.approx(2.0)
+
+
+def test_a_quantiles_interval_blends_from_percentile_to_iqr_without_a_jump() -> None:
+    """Up to 1.5 sampled requests beyond the quantile: the replicates' 2.5/97.5% deviations;
+    from 5: the point ± 1.96 × IQR / 1.349; continuous in between (so in n)."""
+    rng = np.random.default_rng(3)
+    # lumpy, heavy-tailed replicates, as a resampled order statistic gives
+    reps = np.concatenate([rng.normal(0.0, 0.05, 900), rng.normal(0.0, 0.4, 100)])
+    point, center, scale = 0.1, 0.01, 0.8
+    pct = scaled_interval(point, center, reps, scale)
+    assert pct[0] is not None
+    assert pct[1] is not None
+    assert quantile_interval(point, center, reps, scale, beyond=TAIL_PERCENTILE) == pct
+    assert quantile_interval(point, center, reps, scale, beyond=0.5) == pct
+    q1, q3 = np.quantile(reps, [0.25, 0.75])
+    half = 1.959964 * (q3 - q1) / 1.34898 * scale
+    lo, hi = quantile_interval(point, center, reps, scale, beyond=TAIL_IQR)
+    assert lo is not None
+    assert hi is not None
+    assert (lo, hi) == pytest.approx((point - half, point + half), rel=1e-4)
+    assert hi - lo < pct[1] - pct[0]  # the lumpy tails no longer widen it
+    widths = []
+    for beyond in np.linspace(1.0, 6.0, 51):
+        a, b = quantile_interval(point, center, reps, scale, beyond=float(beyond))
+        assert a is not None
+        assert b is not None
+        widths.append(b - a)
+    steps = np.abs(np.diff(widths))
+    assert steps.max() < 0.05 * max(widths)  # no jump anywhere along the way
+    flat = np.full(10, 0.2)  # no spread at all: still the percentile interval (of width 0)
+    assert quantile_interval(point, 0.2, flat, scale, beyond=10) == pytest.approx((point, point))

@@ -40,10 +40,10 @@ def test_mde_is_two_point_eight_standard_errors_and_n_needed_scales_with_its_squ
 
 
 def test_min_samples_defaults_come_from_the_figure() -> None:
-    """30 for means, ratios and medians, 100 for a p99 figure; an explicit value wins."""
+    """30 for means, ratios and medians, 150 for a p99 figure; an explicit value wins."""
     assert min_samples(GateRule(metric="latency_p50_ms", max_increase_pct=5)) == 30
     assert min_samples(GateRule(metric="ttft_p95_ms", max_increase_pct=5)) == 30
-    assert min_samples(GateRule(metric="latency_p99_ms", max_increase_pct=5)) == 100
+    assert min_samples(GateRule(metric="latency_p99_ms", max_increase_pct=5)) == 150
     assert min_samples(GateRule(metric="excess_divergence", max=0.05)) == 30
     assert min_samples(GateRule(metric="latency_p99_ms", max_increase_pct=5, min_samples=7)) == 7
 
