@@ -42,7 +42,24 @@ class CaptureMetrics:
             registry=r,
         )
         self.records_sent = Counter(
-            "shadow_capture_records_sent", "Records delivered to the sink.", registry=r
+            "shadow_capture_records_sent",
+            "Records the sink acknowledged, each once (a re-delivery is not counted again).",
+            registry=r,
+        )
+        self.records_unconfirmed = Gauge(
+            "shadow_capture_records_unconfirmed",
+            "Records sent but not yet known to be held by the broker (re-deliveries included).",
+            registry=r,
+        )
+        self.records_redelivered = Counter(
+            "shadow_capture_records_redelivered",
+            "Sent records the broker was found to have lost, spooled to be delivered again.",
+            registry=r,
+        )
+        self.records_unchecked = Counter(
+            "shadow_capture_records_unchecked",
+            "Sent records forgotten unconfirmed because the unconfirmed window was full.",
+            registry=r,
         )
         self.records_spooled = Counter(
             "shadow_capture_records_spooled", "Records written to the disk spool.", registry=r
@@ -69,10 +86,16 @@ class CaptureMetrics:
         if child is not None:
             child.inc()
 
-    def watch(self, queue_depth: Callable[[], float], spool_bytes: Callable[[], float]) -> None:
-        """Read the two gauges from live state at scrape time."""
+    def watch(
+        self,
+        queue_depth: Callable[[], float],
+        spool_bytes: Callable[[], float],
+        unconfirmed: Callable[[], float] = lambda: 0.0,
+    ) -> None:
+        """Read the gauges from live state at scrape time."""
         self.queue_depth.set_function(queue_depth)
         self.spool_bytes.set_function(spool_bytes)
+        self.records_unconfirmed.set_function(unconfirmed)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -2,7 +2,10 @@
 
 ``<admin_prefix>/metrics`` (Prometheus text) and ``<admin_prefix>/health`` (JSON) are answered
 by the sidecar itself; every other path goes to the upstream. The prefix (``/shadow`` by
-default) is configurable so it never hides an upstream route.
+default) is configurable so it never hides an upstream route. They are served on the proxy's
+own listener, so whoever can send traffic through the sidecar can read them: they hold counts,
+the upstream's address (without userinfo) and the sink's name, never a record or a header
+value (docs/security.md, "Threat model").
 """
 
 from __future__ import annotations
@@ -128,12 +131,13 @@ class Sidecar:
         return msgspec.json.encode(
             {
                 "status": "ok",
-                "upstream": str(self.forwarder.upstream),
+                "upstream": str(self.forwarder.upstream.with_user(None)),  # no userinfo
                 "sink": self.tee.sink.name,
                 "delivery": "spooling" if self.tee.spooling else "direct",
                 "queue_depth": self.tee.queue_depth,
                 "spool_bytes": self.spool.bytes_on_disk,
                 "records_sent": self.tee.sent,
+                "records_unconfirmed": self.tee.unconfirmed,
             }
         )
 

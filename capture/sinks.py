@@ -4,6 +4,10 @@ A sink delivers a batch of ``(key, value)`` pairs or raises :class:`SinkError`; 
 retries by itself. The tee decides what a failure means (spool to disk, try again later).
 The Kafka sink is the producer in :mod:`shadow.kafka.producer` (only ``shadow.kafka`` talks
 Kafka); it is re-exported here beside the file sink.
+
+A sink whose acknowledgement does not prove the record is held (Kafka) is also a
+:class:`ConfirmingSink`: the tee asks it from time to time which sent records the broker
+still holds, and spools again the ones it lost. A file sink's write is held once it returns.
 """
 
 from __future__ import annotations
@@ -11,13 +15,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Protocol, runtime_checkable
 
 from shadow.closing import AsyncClosing
 from shadow.errors import SinkError
 from shadow.kafka.producer import KafkaSink
 
-__all__ = ["FileSink", "KafkaSink", "SinkError", "TraceSink"]
+__all__ = ["ConfirmingSink", "FileSink", "KafkaSink", "SinkError", "TraceSink"]
 
 
 class TraceSink(Protocol):
@@ -31,6 +35,25 @@ class TraceSink(Protocol):
 
     async def aclose(self) -> None:
         """Flush and release resources; safe to call twice."""
+        ...
+
+
+@runtime_checkable
+class ConfirmingSink(TraceSink, Protocol):
+    """A sink that can tell which acknowledged records its broker still holds."""
+
+    @property
+    def unconfirmed(self) -> int:
+        """Records acknowledged but not yet known to be held."""
+        ...
+
+    @property
+    def unchecked(self) -> int:
+        """Acknowledged records forgotten unconfirmed (a bounded window overflowed)."""
+        ...
+
+    async def confirm(self) -> list[tuple[bytes, bytes]]:
+        """Check the unconfirmed records; return those the broker lost, or raise SinkError."""
         ...
 
 

@@ -14,11 +14,21 @@
 - The spool has a disk cap; past it records are dropped and counted, never blocking.
 - Delivery is at-least-once: a batch that timed out may still reach Kafka and also be
   spooled. ``trace_id`` is unique, so consumers deduplicate.
+- Sent is not yet held. With a :class:`~capture.sinks.ConfirmingSink` (Kafka) the confirmer
+  asks the sink every ``confirm_interval_s`` (and at once after a failed delivery) whether
+  the broker still holds what it acknowledged; records a broker lost (it came back empty)
+  go to the spool again, marked as re-deliveries, and the drainer sends them before anything
+  newer. ``sent`` counts each record once, at its first acknowledgement; the
+  ``records_unconfirmed`` gauge counts sent records not yet known to be held.
+
+A spooled frame is ``[key length: u16][key][value]``; a re-delivery is the same frame behind
+``0xFFFF`` (so keys are cut to 65,534 bytes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 from collections.abc import Sequence
@@ -26,7 +36,7 @@ from dataclasses import dataclass
 
 from capture.exchange import Exchange, RecordBuilder
 from capture.metrics import CaptureMetrics
-from capture.sinks import SinkError, TraceSink
+from capture.sinks import ConfirmingSink, SinkError, TraceSink
 from capture.spool import Segment, Spool
 from shadow.trace.record import encode
 
@@ -35,17 +45,28 @@ __all__ = ["DrainReport", "Tee"]
 log = logging.getLogger("shadow.capture")
 
 _KEY_LEN = struct.Struct(">H")
+_AGAIN = b"\xff\xff"  # a key length no frame has: what follows is a re-delivered frame
 _YIELD_EVERY = 4
+_OFF_LOOP_BYTES = 64 * 1024
+"""Exchanges with more body bytes than this are built (redacted, encoded) in a worker thread."""
 
 
-def _pack(key: bytes, value: bytes) -> bytes:
-    key = key[:65535]
-    return _KEY_LEN.pack(len(key)) + key + value
+def _body_bytes(exchange: Exchange) -> int:
+    return len(exchange.request_body.buf) + len(exchange.response_body.buf)
 
 
-def _unpack(frame: bytes) -> tuple[bytes, bytes]:
+def _pack(key: bytes, value: bytes, *, again: bool = False) -> bytes:
+    key = key[:65534]
+    frame = _KEY_LEN.pack(len(key)) + key + value
+    return _AGAIN + frame if again else frame
+
+
+def _unpack(frame: bytes) -> tuple[bytes, bytes, bool]:
+    again = frame[:2] == _AGAIN
+    if again:
+        frame = frame[2:]
     (n,) = _KEY_LEN.unpack_from(frame)
-    return frame[2 : 2 + n], frame[2 + n :]
+    return frame[2 : 2 + n], frame[2 + n :], again
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,11 +76,13 @@ class DrainReport:
     sent: int
     spooled_pending: int
     dropped: int
+    unconfirmed: int = 0
+    """Sent records not known to be held when the sink closed (no re-delivery is left)."""
 
     def __str__(self) -> str:
         return (
-            f"{self.sent} records sent, {self.spooled_pending} left in the spool for the next "
-            f"start, {self.dropped} dropped"
+            f"{self.sent} records sent ({self.unconfirmed} not confirmed held), "
+            f"{self.spooled_pending} left in the spool for the next start, {self.dropped} dropped"
         )
 
 
@@ -77,6 +100,7 @@ class Tee:
         batch_max: int = 500,
         retry_min_s: float = 0.2,
         retry_max_s: float = 5.0,
+        confirm_interval_s: float = 1.0,
     ) -> None:
         self.builder = builder
         self.sink = sink
@@ -85,6 +109,11 @@ class Tee:
         self.batch_max = batch_max
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
+        self.confirm_interval_s = confirm_interval_s
+        self._confirming = sink if isinstance(sink, ConfirmingSink) else None
+        self._check_now = asyncio.Event()
+        self._again_pending = 0  # re-deliveries spooled by this process, not yet acknowledged
+        self._unchecked_seen = 0
         self._queue: asyncio.Queue[Exchange] = asyncio.Queue(queue_size)
         self._spool_lock = asyncio.Lock()
         self._spooling = not spool.empty  # a previous run left records: drain them first
@@ -92,12 +121,20 @@ class Tee:
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self.sent = 0
-        metrics.watch(self._queue.qsize, lambda: float(self.spool.bytes_on_disk))
+        metrics.watch(
+            self._queue.qsize, lambda: float(self.spool.bytes_on_disk), lambda: self.unconfirmed
+        )
 
     @property
     def spooling(self) -> bool:
         """Whether records currently go to the disk spool instead of straight to the sink."""
         return self._spooling
+
+    @property
+    def unconfirmed(self) -> int:
+        """Sent records not yet known to be held (waiting for a check, or for re-delivery)."""
+        held_by_sink = self._confirming.unconfirmed if self._confirming is not None else 0
+        return held_by_sink + self._again_pending
 
     @property
     def queue_depth(self) -> int:
@@ -112,6 +149,8 @@ class Tee:
             asyncio.create_task(self._worker(), name="shadow-tee-worker"),
             asyncio.create_task(self._drainer(), name="shadow-tee-drainer"),
         ]
+        if self._confirming is not None:
+            self._tasks.append(asyncio.create_task(self._confirmer(), name="shadow-tee-confirmer"))
         if self._spooling:
             self._spool_ready.set()
 
@@ -150,6 +189,11 @@ class Tee:
         """
         out = []
         for i, exchange in enumerate(batch, start=1):
+            if _body_bytes(exchange) > _OFF_LOOP_BYTES:
+                # redacting a large body takes tens of ms: off the live path's event loop (the
+                # regexes hold the GIL, but the interpreter switches threads every 5 ms)
+                out.extend(await asyncio.to_thread(self._encode_one, exchange))
+                continue
             out.extend(self._encode_one(exchange))
             if i % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
@@ -183,22 +227,61 @@ class Tee:
                 log.warning("sink %s failed, spooling to disk: %s", self.sink.name, exc)
                 self._spooling = True
                 self._spool_ready.set()
+                self._check_now.set()
             else:
                 self._count_sent(len(encoded))
                 return
         await self._to_spool(encoded)
 
-    async def _to_spool(self, encoded: Sequence[tuple[bytes, bytes]]) -> None:
-        frames = [_pack(key, value) for key, value in encoded]
+    async def _to_spool(
+        self, encoded: Sequence[tuple[bytes, bytes]], *, again: bool = False
+    ) -> int:
+        frames = [_pack(key, value, again=again) for key, value in encoded]
         async with self._spool_lock:
             accepted = await asyncio.to_thread(self.spool.append, frames)
         self.metrics.records_spooled.inc(accepted)
         if accepted < len(frames):
             self.metrics.records_dropped.labels("spool_full").inc(len(frames) - accepted)
+        return int(accepted)
 
     def _count_sent(self, n: int) -> None:
         self.sent += n
         self.metrics.records_sent.inc(n)
+
+    # -- confirmer ----------------------------------------------------------------------------
+
+    async def _confirmer(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):  # a timer between checks, or a prompt
+                await asyncio.wait_for(self._check_now.wait(), self.confirm_interval_s)
+            self._check_now.clear()
+            await self._confirm_once()
+
+    async def _confirm_once(self) -> None:
+        """Ask the sink what its broker still holds; spool again what it lost."""
+        sink = self._confirming
+        if sink is None or not sink.unconfirmed:
+            return
+        try:
+            lost = await sink.confirm()
+        except SinkError as exc:
+            log.info("cannot confirm delivery to %s yet: %s", self.sink.name, exc)
+            return
+        finally:
+            self._count_unchecked(sink)
+        if not lost:
+            return
+        accepted = await self._to_spool(lost, again=True)
+        self._again_pending += accepted
+        self.metrics.records_redelivered.inc(accepted)
+        self._spooling = True
+        self._spool_ready.set()
+
+    def _count_unchecked(self, sink: ConfirmingSink) -> None:
+        new = sink.unchecked - self._unchecked_seen
+        if new > 0:
+            self._unchecked_seen += new
+            self.metrics.records_unchecked.inc(new)
 
     # -- drainer ------------------------------------------------------------------------------
 
@@ -227,12 +310,15 @@ class Tee:
                 async with self._spool_lock:
                     batches = await asyncio.to_thread(self._read_segment, segment)
                 for frames in batches:
+                    unpacked = [_unpack(f) for f in frames]
+                    again = sum(1 for _, _, is_again in unpacked if is_again)
                     while True:
                         try:
-                            await self.sink.send_batch([_unpack(f) for f in frames])
+                            await self.sink.send_batch([(k, v) for k, v, _ in unpacked])
                             break
                         except SinkError as exc:
                             self.metrics.sink_errors.inc()
+                            self._check_now.set()
                             if give_up_on_error:
                                 return False
                             log.info("spool drain waits for %s: %s", self.sink.name, exc)
@@ -240,7 +326,8 @@ class Tee:
                             delay = min(delay * 2, self.retry_max_s)
                     delay = self.retry_min_s
                     done += len(frames)
-                    self._count_sent(len(frames))
+                    self._count_sent(len(frames) - again)
+                    self._again_pending = max(0, self._again_pending - again)
                     async with self._spool_lock:
                         await asyncio.to_thread(self.spool.ack_partial, segment, done)
                 async with self._spool_lock:
@@ -262,18 +349,18 @@ class Tee:
         self._closed = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_s
-        worker, drainer = self._tasks
+        worker, *others = self._tasks
         try:
             await asyncio.wait_for(self._queue.join(), grace_s)
         except TimeoutError:
             log.warning("shutdown grace of %.1f s ran out with records queued", grace_s)
-        drainer.cancel()  # from here on only this coroutine drains, so nothing is sent twice
-        await asyncio.gather(drainer, return_exceptions=True)
-        if self._spooling:
-            try:
-                await asyncio.wait_for(self._drain_until_empty(), max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                log.warning("shutdown grace ran out; the rest stays in the spool for next start")
+        for task in others:  # from here on only this coroutine drains, so nothing is sent twice
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self._settle(), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            log.warning("shutdown grace ran out; the rest stays in the spool for next start")
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
         self._tasks = []
@@ -283,6 +370,15 @@ class Tee:
         await self.sink.aclose()
         await asyncio.to_thread(self.spool.close)
         return self._report()
+
+    async def _settle(self) -> None:
+        """Drain the spool and confirm what was sent; drain again what a broker lost (bounded)."""
+        for _ in range(3):
+            if self._spooling:
+                await self._drain_until_empty()
+            await self._confirm_once()
+            if not self._spooling:
+                return
 
     async def _drain_until_empty(self) -> None:
         while not await self._drain_once(give_up_on_error=True):  # noqa: ASYNC110 (a retry backoff)
@@ -301,4 +397,9 @@ class Tee:
             self.metrics.value("shadow_capture_records_dropped_total", reason=reason)
             for reason in ("queue_full", "spool_full", "build_error", "closed")
         )
-        return DrainReport(sent=self.sent, spooled_pending=self.spool.pending, dropped=int(dropped))
+        return DrainReport(
+            sent=self.sent,
+            spooled_pending=self.spool.pending,
+            dropped=int(dropped),
+            unconfirmed=self.unconfirmed,
+        )

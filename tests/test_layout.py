@@ -30,6 +30,7 @@ SHADOW_TOP_MODULES = {
     "config",
     "errors",
     "files",
+    "lifeline",
     "logs",
     "serving",
 }

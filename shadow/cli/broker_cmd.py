@@ -26,8 +26,9 @@ def command(host: str, port: int) -> None:
     """Run the embedded Kafka-compatible broker (Tansu, in memory) until Ctrl-C or SIGTERM.
 
     Prints the bootstrap address for Kafka clients once the broker answers requests. Storage is
-    in memory: stopping the broker drops every topic. For production, point --kafka options at
-    a real cluster (Apache Kafka, Redpanda, MSK) instead.
+    in memory only: stopping or restarting the broker drops every topic and every record. The
+    broker process stops with this command however it ends (kill -9 included, on Linux). For
+    production, point --kafka options at a real cluster (Apache Kafka, Redpanda, MSK) instead.
 
     \b
     Example:
@@ -42,7 +43,10 @@ def command(host: str, port: int) -> None:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with EmbeddedBroker(host, port) as broker:
-            click.echo(f"broker ready; bootstrap servers: {broker.bootstrap} (Ctrl-C stops it)")
+            click.echo(
+                f"broker ready; bootstrap servers: {broker.bootstrap} (Ctrl-C stops it); "
+                "data is kept in memory only: a restart empties every topic"
+            )
             while not stop.wait(0.5):
                 if not broker.running:
                     raise click.ClickException("the broker process exited unexpectedly")

@@ -45,11 +45,15 @@ __all__ = ["command"]
               help="Metrics address (0.0.0.0: a scraper in another container).")  # fmt: skip
 @click.option("--grace", "grace_s", type=float, default=30.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@click.option("--dead-letter", type=click.Path(dir_okay=False),
+              help="Where bad records go (default: OUT.dead.jsonl).")  # fmt: skip
 def command(**opts: Any) -> None:
     """Mirror live traffic: every record that arrives on the topic goes to the candidate at
     once. The captured production response is stored as arm `production`, the candidate's
     answer as arm `candidate`; analyze the store like any replay. Runs until Ctrl-C/SIGTERM;
     offsets are committed only after results are durable, so a restart resumes where it left.
+    If Kafka does not answer at start it keeps trying (0.2 s, doubling up to 5 s) until it
+    does. Records that fail validation go to --dead-letter, counted in the summary.
 
     \b
     Example:
@@ -98,6 +102,7 @@ async def _main(opts: dict[str, Any]) -> int:
         group_id=opts["group_id"],
         run_id=opts["run_id"],
         grace_s=opts["grace_s"],
+        dead_letter=opts["dead_letter"],
         allow_unpriced=opts["allow_unpriced"],
     )
     try:
@@ -108,6 +113,10 @@ async def _main(opts: dict[str, Any]) -> int:
         click.echo(json.dumps(outcome.summary))
     else:
         Console().print(summary_table(outcome.stats))
+        click.echo(
+            f"results: {opts['out']} (run {outcome.run_id}); "
+            f"{outcome.dead_letter_count} bad records in {outcome.dead_letter_path}"
+        )
     if outcome.stats.budget_unenforceable:
         click.echo(outcome.stats.budget_unenforceable, err=True)
     return 1 if outcome.status == "budget_exhausted" else 0
@@ -127,8 +136,8 @@ def _watcher(
 
         console = Console(stderr=True)
         if opts["metrics_port"]:
-            start_http_server(opts["metrics_port"], addr=opts["metrics_host"],
-                              registry=metrics_registry(mirror.stats))  # fmt: skip
+            registry = metrics_registry(mirror.stats, dead_letter=mirror.dead_letter)
+            start_http_server(opts["metrics_port"], addr=opts["metrics_host"], registry=registry)
         console.print(
             f"mirroring {opts['source']} -> {url} into {opts['out']} (run {mirror.run_id}); "
             + (
@@ -136,6 +145,7 @@ def _watcher(
                 if opts["metrics_port"]
                 else ""
             )
+            + (f"bad records to {mirror.dead_letter.path}; " if mirror.dead_letter else "")
             + "Ctrl-C stops"
         )
         loop = asyncio.get_running_loop()

@@ -4,6 +4,10 @@ The servers and the replayer run as the real commands (``python -m shadow broker
 ``mock-llm``, ``capture``, ``replay``), each in its own session, so a Ctrl-C in the terminal
 reaches only the demo, which then stops them all: SIGTERM, a deadline, SIGKILL as the last
 resort (also for the grandchildren a child started, such as the broker's Tansu process).
+If the demo itself is killed (SIGKILL, no chance to stop anything), its children die with it:
+each asks the kernel for that at start (Linux, :func:`shadow.lifeline.die_with_parent`; the
+demo's event loop runs in the main thread, which forks them), and the broker's Tansu process
+dies with the broker the same way.
 A child's stderr, and its stdout once its ready line has been read, go to
 ``DIR/logs/NAME.log`` after the command line itself; ``DIR/logs/pids.txt`` lists every process
 the demo started, so nothing can outlive it unnoticed.
@@ -31,6 +35,7 @@ from typing import IO, Any, TypeVar
 import httpx
 
 from shadow.errors import ShadowError
+from shadow.lifeline import die_with_parent
 
 __all__ = ["Child", "Children", "DemoError", "busy_workers", "in_thread", "together"]
 
@@ -97,6 +102,7 @@ class Child:
             stderr=self._log,
             env=_env(),
             start_new_session=True,  # Ctrl-C reaches the demo only; it stops the children
+            preexec_fn=die_with_parent(),  # and a killed demo takes them with it
         )
         _note_pids(self.log_path.parent, [(self.proc.pid, self.name)])
         assert self.proc.stdout is not None
@@ -240,6 +246,7 @@ class Children:
                 stderr=log,
                 env=_env(),
                 start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
             _note_pids(self.logs, [(proc.pid, name)])
             self._running.add(proc)

@@ -3,6 +3,9 @@
 In memory only (a restart empties it), on 127.0.0.1 by default. Production points ``--kafka``
 at a real cluster instead; nothing else changes.
 
+The broker process dies with the process that started it, even one killed with SIGKILL (on
+Linux; see :mod:`shadow.lifeline`), so a killed ``shadow broker`` frees its port.
+
 Readiness is checked the way a Kafka client would: a real ``ApiVersions`` request over the
 wire must be answered without error before :meth:`EmbeddedBroker.start` returns.
 """
@@ -21,6 +24,7 @@ from typing import IO
 
 from shadow.closing import Running
 from shadow.errors import BrokerError, UsageError
+from shadow.lifeline import spawn
 
 __all__ = ["EmbeddedBroker", "broker_binary"]
 
@@ -128,7 +132,7 @@ class EmbeddedBroker(Running):
             _check_port_free(self.host, self.port)
         url = f"tcp://{self.host}:{self.port}"
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
-        self._proc = subprocess.Popen(
+        self._proc = spawn(
             [
                 binary,
                 "broker",
@@ -144,7 +148,7 @@ class EmbeddedBroker(Running):
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
             start_new_session=True,  # Ctrl-C in a terminal goes to us; we stop the broker
-        )
+        )  # and it dies with us if we are killed (shadow.lifeline)
         deadline = time.monotonic() + _READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:

@@ -1,9 +1,14 @@
 """The Kafka consumer source: TraceRecords from a topic, for the replayer and the live mirror.
 
-With ``follow=False`` (a replay) it snapshots the end offsets when it starts and stops once
-every partition it is assigned has been read up to them; ``follow=True`` (a mirror) never stops
-by itself. Without ``group_id`` every partition is assigned to this consumer, each run starts at
-the beginning (or ``from_time_ns``) and ``commit()`` does nothing. With ``group_id`` the
+With ``follow=False`` (a replay) it snapshots the end offsets when it starts, reads every
+partition it is assigned up to them and then on until the partition returns nothing for a quiet
+period, or shows a record produced after the snapshot: a reported end offset is never trusted
+alone (:mod:`shadow.kafka.reads`). :attr:`KafkaSource.report` says per partition what was read,
+and a partition that stops short of its reported end fails the read with a
+:class:`~shadow.errors.ReplayError`. ``follow=True`` (a mirror) never stops by itself.
+
+Without ``group_id`` every partition is assigned to this consumer, each run starts at the
+beginning (or ``from_time_ns``) and ``commit()`` does nothing. With ``group_id`` the
 consumer joins that group and Kafka splits the partitions across its members, so replayer
 processes started with the same group (and the same start time, docs/architecture.md,
 "Pacing") each replay a share. Nothing is committed automatically: the caller commits positions
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +37,7 @@ from shadow.errors import ReplayError, UsageError
 from shadow.kafka._client import stop_quietly
 from shadow.kafka.address import KafkaAddress
 from shadow.kafka.offsets import OffsetTracker
+from shadow.kafka.reads import READ_QUIET_S, READ_STALL_S, ReadReport
 from shadow.trace.deadletter import DeadLetterFile
 from shadow.trace.decoding import Row, RowReader, Window, decode_row
 from shadow.trace.source import Position, SourceItem
@@ -43,6 +50,9 @@ _CONNECT_TIMEOUT_S = 10.0
 _POLL_MS = 200
 _TOPIC_POLL_S = 1.0
 _REPLAY_IDLE_MS = 24 * 3600 * 1000
+# A bounded read decides a partition is quiet after READ_QUIET_S without records; an empty fetch
+# must come back well within that, so the broker may hold it this long (aiokafka's default: 500).
+_BOUNDED_FETCH_WAIT_MS = 100
 # Kafka timestamps are the producer's send time (or the broker's append time), a little after
 # captured_at; seeking this far before from_time_ns tolerates clock skew between sidecar and broker.
 _SEEK_SLACK_MS = 60_000
@@ -68,7 +78,15 @@ class KafkaSource(AsyncClosing):
         limit: int | None = None,
         consumer_options: Mapping[str, Any] | None = None,
         connect_timeout_s: float = _CONNECT_TIMEOUT_S,
+        read_quiet_s: float = READ_QUIET_S,
+        read_stall_s: float = READ_STALL_S,
     ) -> None:
+        if not 0 < read_quiet_s < read_stall_s:
+            raise UsageError(
+                f"read_quiet_s is {read_quiet_s:g} and read_stall_s {read_stall_s:g}; "
+                "use 0 < read_quiet_s < read_stall_s",
+                setting="read_quiet_s",
+            )
         self.address = address
         self.name = str(address)
         self.bootstrap = address.bootstrap
@@ -79,6 +97,10 @@ class KafkaSource(AsyncClosing):
         self.window = Window(from_time_ns, to_time_ns, limit)
         self.consumer_options = dict(consumer_options or {})
         self.connect_timeout_s = connect_timeout_s
+        self.read_quiet_s = read_quiet_s
+        self.read_stall_s = read_stall_s
+        self.report = ReadReport(self.name)
+        """A bounded read's account per partition (filled while it reads)."""
         self._tracker = OffsetTracker()
         self._reader = RowReader(dead_letter=dead_letter, window=self.window)
         self._consumer: Any = None
@@ -100,6 +122,8 @@ class KafkaSource(AsyncClosing):
             # A replay reads everything first (load_sorted), then sends for as long as the
             # recording lasts without polling; aiokafka leaves the group after this much idling.
             options["max_poll_interval_ms"] = _REPLAY_IDLE_MS
+        if not self.follow:
+            options["fetch_max_wait_ms"] = _BOUNDED_FETCH_WAIT_MS
         options.update(self.consumer_options)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.address.servers,
@@ -165,9 +189,11 @@ class KafkaSource(AsyncClosing):
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         if not self.follow:
             self._end = dict(await self._consumer.end_offsets(tps))
+            self.report.snapshot_ms = int(time.time() * 1000)  # after the broker answered
         if self.group_id is None:
             self._consumer.assign(tps)
             await self._seek_to_time(tps)
+            self._expect(tps)
         else:
             self._consumer.subscribe([self.topic], listener=_listener(self))
 
@@ -194,7 +220,14 @@ class KafkaSource(AsyncClosing):
         if self.window.from_time_ns is not None:
             fresh = [tp for tp in assigned if await self._consumer.committed(tp) is None]
             await self._seek_to_time(fresh)
+        self._expect(assigned)
         self._settled = True
+
+    def _expect(self, tps: Any) -> None:
+        if not self.follow:
+            now = time.monotonic()
+            for tp in tps:
+                self.report.expect(tp.partition, self._end.get(tp, 0), now)
 
     async def _revoked(self, revoked: set[Any]) -> None:
         """Commit what is finished on partitions about to move, then forget them."""
@@ -210,6 +243,7 @@ class KafkaSource(AsyncClosing):
                 log.warning("commit before rebalance on %s failed: %r", self.name, exc)
         for topic, partition in keys:
             self._tracker.forget(topic, partition)
+            self.report.forget(partition)
 
     # reading -------------------------------------------------------------------------------
 
@@ -228,17 +262,36 @@ class KafkaSource(AsyncClosing):
             except KafkaError as exc:
                 raise ReplayError(f"reading from {self._where()} failed: {exc!r}") from None
             for tp, messages in batches.items():
-                end = None if self.follow else self._end.get(tp, 0)
                 for message in messages:
-                    if end is not None and message.offset >= end:
-                        consumer.pause(tp)  # produced after the run started: next run's
+                    if not self.follow and not self._in_snapshot(tp, message):
+                        consumer.pause(tp)  # produced after the read started: next run's
                         break
                     item = self._accept(message)
                     if item is None:
                         continue
                     yield item
                     if reader.full:
+                        self.report.limited = True
                         return
+        if not self._closed and self.report.stalled:
+            raise ReplayError(self.report.failure(self.read_stall_s))
+
+    def _in_snapshot(self, tp: Any, message: Any) -> bool:
+        """Whether a bounded read keeps ``message``; accounts for it in the report if so.
+
+        Below the reported end offset every record is kept. Past it (the embedded broker
+        reports an offset inside the last batch), a record stamped at or after the snapshot
+        was produced after the read started; it ends the partition's read.
+        """
+        account = self.report.partitions.get(tp.partition)
+        if account is None:  # a partition this consumer no longer owns (rebalance)
+            return True
+        if message.offset >= account.reported_end and message.timestamp >= self.report.snapshot_ms:
+            account.ended = "snapshot"
+            account.position = message.offset
+            return False
+        account.read(message.offset, time.monotonic())
+        return True
 
     def _accept(self, message: Any) -> SourceItem | None:
         """The message as an item, or None when it is dead-lettered or outside the window."""
@@ -257,19 +310,27 @@ class KafkaSource(AsyncClosing):
         return None
 
     async def _finished(self) -> bool:
-        """Whether every assigned partition was read up to the end offsets of the snapshot."""
+        """Whether every assigned partition is done (:meth:`PartitionRead.settle`)."""
         from aiokafka.errors import IllegalStateError
 
         if self.group_id is not None and not self._settled:
             return False
         consumer = self._consumer
+        now = time.monotonic()
+        done = True
         try:
             for tp in consumer.assignment():
-                if await consumer.position(tp) < self._end.get(tp, 0):
-                    return False
+                account = self.report.partitions.get(tp.partition)
+                if account is None:
+                    return False  # assigned, but the listener has not run yet
+                position = await consumer.position(tp)
+                if not account.settle(
+                    position, now, quiet_s=self.read_quiet_s, stall_s=self.read_stall_s
+                ):
+                    done = False
         except IllegalStateError:  # a rebalance took the partition meanwhile
             return False
-        return True
+        return done
 
     # committing and closing ----------------------------------------------------------------
 

@@ -8,7 +8,9 @@
   or one ``record`` column of JSON text (:class:`~shadow.trace.readers.ParquetSource`).
 - ``kafka://HOST:PORT[,HOST:PORT]/TOPIC``: an aiokafka consumer
   (:class:`~shadow.kafka.source.KafkaSource`; groups, commits and follow mode are described
-  there and in docs/architecture.md, "Kafka").
+  there and in docs/architecture.md, "Kafka"). A bounded read goes past the end offsets the
+  broker reports until each partition is quiet, and :func:`read_summary` says per partition
+  what it read (:mod:`shadow.kafka.reads`).
 
 A record that fails validation goes to the dead-letter file with its reason and origin
 (``file:line``, ``file:row`` for Parquet, ``topic/partition@offset``) and reading goes on.
@@ -46,6 +48,7 @@ __all__ = [
     "TraceSource",
     "load_sorted",
     "open_source",
+    "read_summary",
     "write_parquet",
 ]
 
@@ -106,6 +109,13 @@ def open_source(
     if suffix == ".jsonl":
         return JsonlSource(path, dead_letter=dead_letter, window=window)
     return ParquetSource(path, dead_letter=dead_letter, window=window)
+
+
+def read_summary(source: TraceSource) -> dict[str, object]:
+    """``{"reads": ...}``: what a bounded Kafka read read per partition; ``{}`` otherwise."""
+    if isinstance(source, KafkaSource) and not source.follow:
+        return {"reads": source.report.as_dict()}
+    return {}
 
 
 async def load_sorted(source: TraceSource, *, limit: int | None = None) -> list[SourceItem]:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -110,6 +114,7 @@ def test_cli_prints_the_bootstrap_and_stops_cleanly_on_sigint() -> None:
         line = proc.stdout.readline()
         match = re.search(r"bootstrap servers: (127\.0\.0\.1):(\d+)", line)
         assert match, line
+        assert "data is kept in memory only: a restart empties every topic" in line
         probe = EmbeddedBroker(port=int(match.group(2)))
         with pytest.raises(UsageError):  # the port is really held by the running broker
             probe.start()
@@ -132,3 +137,67 @@ def test_cli_missing_binary_exits_2_with_one_line() -> None:
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith("shadow: error: no embedded broker binary")
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie waiting to be reaped does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid``, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid and _alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+def _refused(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:``port`` any more."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def _within(seconds: float, condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)  # polling an observable state, bounded above
+    return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_a_sigkilled_cli_broker_takes_its_broker_process_with_it_and_frees_the_port() -> None:
+    """`kill -9` of `shadow broker` leaves no Tansu process serving its port (no orphan)."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "shadow", "broker", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"bootstrap servers: 127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        port = int(match.group(1))
+        tansu = _children(proc.pid)
+        assert len(tansu) == 1
+        assert not _refused(port)
+        proc.kill()
+        proc.wait()
+    assert _within(10, lambda: not _alive(tansu[0])), f"the broker process {tansu[0]} survived"
+    assert _within(10, lambda: _refused(port)), f"port {port} is still served"
