@@ -26,7 +26,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from analysis.sql import NO_SLICE, SKIPPED_SQL, Queryable, check_slice_names, slice_columns
+from analysis.sql import (
+    NO_SLICE,
+    ROUTE_SKIPPED_SQL,
+    SKIPPED_SQL,
+    Queryable,
+    check_slice_names,
+    slice_columns,
+)
 from shadow.replay.budget import NO_MODEL
 from shadow.replay.pricing import PricingTable, rate_tiers
 
@@ -129,7 +136,8 @@ def group_costs(run: Queryable, by: Sequence[str] = ()) -> list[GroupCost]:
     rows = run.records(
         f"SELECT {', '.join([*keys, 'arm'])}, count(*) FILTER (WHERE NOT ({SKIPPED_SQL}))"
         f" AS attempts, count(*) FILTER (WHERE {_UNPRICED}) AS unpriced,"
-        f" count(*) FILTER (WHERE {SKIPPED_SQL} AND attempt = 0) AS skipped,"
+        f" count(*) FILTER (WHERE {SKIPPED_SQL} AND NOT {ROUTE_SKIPPED_SQL} AND attempt = 0)"
+        " AS skipped,"
         " coalesce(sum(cost_usd), 0) AS cost FROM run_results GROUP BY ALL ORDER BY ALL",
         params,
     )

@@ -18,6 +18,7 @@ import polars as pl
 
 from analysis.figures import summary_figures
 from shadow.errors import UsageError
+from shadow.wire.routes import SKIP_REASONS
 
 __all__ = [
     "ATTEMPT_FIGURES_SQL",
@@ -27,6 +28,8 @@ __all__ = [
     "NO_SLICE",
     "REQUESTS",
     "REQUESTS_SQL",
+    "ROUTE_SKIPPED_ERRORS",
+    "ROUTE_SKIPPED_SQL",
     "SKIPPED_ERRORS",
     "SKIPPED_SQL",
     "SUMMARY_COLUMNS",
@@ -61,8 +64,17 @@ FINAL_RESULTS_SQL: Final = (
 )
 """The body of :data:`FINAL_RESULTS`: the last attempt of each (trace, arm)."""
 
-SKIPPED_ERRORS: Final = ("skipped_breaker", "skipped_budget")
-"""The errors of a request the breaker or the budget never sent (shadow/replay/scheduler.py)."""
+ROUTE_SKIPPED_ERRORS: Final = SKIP_REASONS
+"""The errors of a request the route allow-list refused (shadow/wire/routes.py): never sent."""
+
+SKIPPED_ERRORS: Final = ("skipped_breaker", "skipped_budget", *ROUTE_SKIPPED_ERRORS)
+"""The errors of a request the breaker, the budget or the route allow-list never sent
+(shadow/replay/scheduler.py)."""
+
+ROUTE_SKIPPED_SQL: Final = (
+    "coalesce(error IN (" + ", ".join(f"'{e}'" for e in ROUTE_SKIPPED_ERRORS) + "), false)"
+)
+"""True for an attempt the route allow-list refused (not inference: its cost is not missing)."""
 
 REQUESTS: Final = "requests"
 """The view of requests: one row per (trace, arm) with all its attempts (:data:`REQUESTS_SQL`)."""

@@ -11,13 +11,13 @@ from __future__ import annotations
 import random
 import secrets
 import time
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from capture.redact import Redactor
 from capture.slices import SliceExtractor
 from shadow.trace.record import HttpRequest, HttpResponse, Timing, TraceRecord, body_fields
+from shadow.wire.encoding import BodyDecoder, Undecodable
 from shadow.wire.sse import StreamSummary, is_event_stream, reassemble
 from shadow.wire.usage import extract_usage
 
@@ -141,11 +141,17 @@ class RecordBuilder:
         """The record and its Kafka key (the trace id, or the session header's value)."""
         req_headers = _headers(ex.request_headers)
         resp_headers = _headers(ex.response_headers)
-        req_raw = _decoded(bytes(ex.request_body.buf), req_headers)
-        resp_raw = _decoded(bytes(ex.response_body.buf), resp_headers)
+        req = _decoded([bytes(ex.request_body.buf)], req_headers, ex.request_body, ex.cap)
+        req_raw = b"".join(req.parts)
+        streamed = ex.chunks is not None or is_event_stream(resp_headers.get("content-type", ""))
+        chunks = ex.chunks if ex.chunks is not None else [(0.0, bytes(ex.response_body.buf))]
+        resp = _decoded([c for _, c in chunks], resp_headers, ex.response_body, ex.cap)
+        resp_raw = b"".join(resp.parts)
         stream: StreamSummary | None = None
-        if ex.chunks is not None or is_event_stream(resp_headers.get("content-type", "")):
-            stream = reassemble(ex.chunks if ex.chunks is not None else [(0.0, resp_raw)])
+        if streamed and resp.note is None:
+            stream = reassemble(
+                [(at, part) for (at, _), part in zip(chunks, resp.parts, strict=True)]
+            )
         slices = self.slices.extract(req_headers, req_raw)
         usage = extract_usage(req_raw, resp_raw, stream, ex.status or 0)
         key = ex.trace_id.encode()
@@ -159,24 +165,22 @@ class RecordBuilder:
             query=red.query(ex.query) if ex.query else "",
             headers=red.headers(req_headers),
             **_body(
-                red.body(req_raw, req_headers.get("content-type", "")),
-                ex.request_body.truncated,
+                red.body(req.note or req_raw, req_headers.get("content-type", "")),
+                req.truncated,
             ),
         )
         response: HttpResponse | None = None
         if ex.status is not None:
             if stream is not None:
                 text = red.text(stream.text).encode()
-                body = _body(text, ex.response_body.truncated)
+                body = _body(text, resp.truncated)
             else:
-                body = _body(
-                    red.body(resp_raw, resp_headers.get("content-type", "")),
-                    ex.response_body.truncated,
-                )
+                plain = resp.note or resp_raw
+                body = _body(red.body(plain, resp_headers.get("content-type", "")), resp.truncated)
             response = HttpResponse(
                 status=ex.status,
                 headers=red.headers(resp_headers),
-                stream=stream is not None,
+                stream=streamed,
                 chunk_offsets_ms=stream.chunk_offsets_ms if stream is not None else None,
                 **body,
             )
@@ -198,27 +202,37 @@ class RecordBuilder:
         return record, key
 
 
-_UNREADABLE = b"[shadow: body not captured: unsupported content-encoding]"
+@dataclass(slots=True)
+class _Decoded:
+    parts: list[bytes]
+    """The decoded body, one part per coded chunk (empty when it does not decode)."""
+    truncated: bool
+    note: bytes | None = None
+    """What the record holds instead of a body that does not decode (with the reason)."""
 
 
-def _decoded(data: bytes, headers: dict[str, str]) -> bytes:
-    """The body with its content-encoding undone, so redaction sees plain bytes.
+def _decoded(parts: list[bytes], headers: dict[str, str], captured: _Capped, cap: int) -> _Decoded:
+    """The body with its content-encoding undone, so redaction and replay see plain bytes.
 
-    gzip and deflate are decoded (a body cut at the cap decodes as far as it goes). A body in
-    an encoding shadow cannot read (e.g. br, zstd) is not captured at all: compressed bytes
-    cannot be scrubbed, and nothing unscrubbed leaves the sidecar.
+    gzip, deflate, br and zstd are undone (a body cut at the cap decodes as far as it goes, and
+    decoding stops at the cap). The record then holds the decoded body without the
+    ``content-encoding`` and ``content-length`` headers, which described the coded bytes. A body
+    that does not decode (an unknown coding, bytes that are not what the header says) is not
+    captured at all: compressed bytes cannot be scrubbed, and nothing unscrubbed leaves the
+    sidecar; the record holds a note with the reason instead.
     """
-    encoding = headers.get("content-encoding", "").strip().lower()
-    if not encoding or encoding == "identity" or not data:
-        return data
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        # wbits 47 = auto-detect zlib or gzip headers; raw deflate falls back to -15.
-        for wbits in (47, -15):
-            try:
-                return zlib.decompressobj(wbits).decompress(data)
-            except zlib.error:
-                continue
-    return _UNREADABLE
+    encoding = headers.pop("content-encoding", "")
+    if not encoding:
+        return _Decoded(parts, captured.truncated)
+    headers.pop("content-length", None)
+    try:
+        decoder = BodyDecoder(encoding, limit=cap)
+        out = [decoder.feed(part) for part in parts]
+        decoder.finish(complete=not captured.truncated)
+    except Undecodable as exc:
+        # truncated: the record does not hold the body, so a replay skips it (skipped_body)
+        return _Decoded([], True, f"[shadow: body not captured: {exc}]".encode())
+    return _Decoded(out, captured.truncated or decoder.truncated)
 
 
 def _body(data: bytes, truncated: bool) -> dict[str, Any]:

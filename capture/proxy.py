@@ -2,8 +2,13 @@
 
 Only ever to the one upstream: the request target's path and query are appended to the
 upstream's base URL, so absolute-form targets, CONNECT and forged Host headers cannot send
-traffic anywhere else. Bodies pass through byte for byte (the client does not decompress), and
-response chunks reach the client as they arrive.
+traffic anywhere else. Bodies pass through byte for byte (the client does not decompress: a
+gzip request reaches the upstream gzipped; only the record is decoded, off the path), and
+response chunks reach the client as they arrive. What a client claims about earlier hops
+(``Forwarded``, every ``X-Forwarded-*``, ``X-Real-IP``) is dropped; the sidecar sets its own
+``X-Forwarded-For`` (the peer's address), ``X-Forwarded-Proto``, ``X-Forwarded-Host`` (the Host
+the client asked for) and ``Forwarded``. Serve it with uvicorn's ``proxy_headers`` off (the CLI
+does), or uvicorn itself would take a local client's ``X-Forwarded-For`` as its address.
 
 The forwarding client is aiohttp: on this 2-core machine httpx's default transport measured
 several times slower under concurrency (``bench/capture_overhead.py`` reruns the comparison).
@@ -15,6 +20,7 @@ an :class:`~capture.exchange.Exchange`; building the record happens off the path
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -27,7 +33,7 @@ from yarl import URL
 from capture.exchange import Exchange, TraceIds
 from capture.metrics import CaptureMetrics
 
-__all__ = ["Forwarder", "Receive", "Scope", "Send"]
+__all__ = ["Forwarder", "Receive", "Scope", "Send", "forwarding_headers"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -48,7 +54,14 @@ _DROP_RESPONSE = frozenset(
         b"trailer", b"trailers", b"transfer-encoding", b"upgrade", b"proxy-connection",
     }
 )  # fmt: skip
+# What a client says about earlier hops is never passed on: the sidecar is the first hop it
+# trusts, so it strips these (and every X-Forwarded-*) and sets its own.
+_FORWARDING = frozenset({b"forwarded", b"x-real-ip"})
 _JSON = (b"content-type", b"application/json")
+_AUTHORITY = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?"
+)
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def _error_body(kind: str, message: str) -> bytes:
@@ -200,23 +213,17 @@ class Forwarder:
 
     def _upstream_headers(self, scope: Scope) -> tuple[list[tuple[str, str]], str | None]:
         headers: list[tuple[str, str]] = []
-        forwarded_for = ""
+        host = ""
         length = None
         for name, value in scope["headers"]:
-            if name in _DROP_REQUEST:
+            if name in _DROP_REQUEST or name in _FORWARDING or name.startswith(b"x-forwarded-"):
                 if name == b"content-length":
                     length = value.decode("latin-1")
-                continue
-            if name == b"x-forwarded-for":
-                forwarded_for = value.decode("latin-1")
+                elif name == b"host":
+                    host = value.decode("latin-1")
                 continue
             headers.append((name.decode("latin-1"), value.decode("latin-1")))
-        client = scope.get("client")
-        if client:
-            forwarded_for = f"{forwarded_for}, {client[0]}" if forwarded_for else client[0]
-        if forwarded_for:
-            headers.append(("X-Forwarded-For", forwarded_for))
-        headers.append(("X-Forwarded-Proto", scope.get("scheme", "http")))
+        headers.extend(forwarding_headers(scope.get("client"), scope.get("scheme", "http"), host))
         return headers, length
 
     async def _forward(
@@ -333,6 +340,35 @@ async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any], state: _S
                 state.disconnected = True
                 task.cancel()
             return
+
+
+def forwarding_headers(
+    client: tuple[str, int] | list[Any] | None, scheme: str, host: str
+) -> list[tuple[str, str]]:
+    """The sidecar's own ``X-Forwarded-For/Proto/Host`` and ``Forwarded`` (RFC 7239) headers.
+
+    ``client`` is the peer's address (the ASGI scope's), ``scheme`` how it reached the sidecar,
+    and ``host`` the Host it asked for (left out unless it is a well-formed host[:port]).
+    """
+    out: list[tuple[str, str]] = []
+    pairs: list[str] = []
+    if client:
+        address = str(client[0])
+        out.append(("X-Forwarded-For", address))
+        pairs.append("for=" + _quoted(f"[{address}]" if ":" in address else address))
+    if host and not _AUTHORITY.fullmatch(host):
+        host = ""
+    if host:
+        out.append(("X-Forwarded-Host", host))
+        pairs.append("host=" + _quoted(host))
+    out.append(("X-Forwarded-Proto", scheme))
+    pairs.append("proto=" + _quoted(scheme))
+    out.append(("Forwarded", ";".join(pairs)))
+    return out
+
+
+def _quoted(value: str) -> str:
+    return value if _TOKEN.fullmatch(value) else f'"{value}"'
 
 
 async def _reply(send: Send, status: int, kind: str, message: str) -> None:

@@ -12,6 +12,7 @@ Unknown keys are errors too (a typo must not silently fall back to a default).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import re
 import tomllib
@@ -23,7 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from shadow.errors import ConfigError
-from shadow.wire.credentials import CREDENTIAL_HEADERS
+from shadow.wire.credentials import CREDENTIAL_HEADERS, pass_header_problem
+from shadow.wire.routes import DEFAULT_ALLOW, RouteAllowList, deprecated_paths, route_problem
 
 __all__ = [
     "AnalysisConfig",
@@ -47,12 +49,7 @@ __all__ = [
 ]
 
 DEFAULT_TOPIC = "shadow.traces"
-INFERENCE_PATHS = (
-    "/v1/chat/completions",
-    "/v1/completions",
-    "/v1/embeddings",
-    "/v1/responses",
-)
+_warned: set[tuple[str, ...]] = set()
 
 
 class _Invalid(Exception):
@@ -152,7 +149,6 @@ class KafkaConfig:
     """Off by default: the embedded broker (Tansu 0.6) does not support InitProducerId."""
     key: str = "trace_id"
     """``trace_id``, or ``header:NAME`` to key by a session header and keep sessions ordered."""
-    group_id: str = "shadow-replay"
 
     def __post_init__(self) -> None:
         _require(bool(self.bootstrap), "bootstrap", self.bootstrap, "use HOST:PORT[,HOST:PORT]")
@@ -173,9 +169,11 @@ class ArmConfig:
     url: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     api_key_env: str = ""
-    """Name of the environment variable holding this arm's credentials (sent as a Bearer token).
+    """Name of the environment variable holding this arm's key, sent in the ``auth`` style.
 
     Captured credentials are never replayed."""
+    auth: Literal["auto", "bearer", "x-api-key", "x-goog-api-key", "api-key"] = "auto"
+    """How the key is sent: ``auto`` by the request's API (:data:`shadow.wire.routes.API_AUTH`)."""
     body_overrides: Mapping[str, Any] = field(default_factory=dict)
     """JSON keys set on every request body, e.g. ``{ model = "small-v2" }``."""
     timeout_s: float = 120.0
@@ -206,8 +204,13 @@ class ReplayConfig:
     max_in_flight: int = 10_000
     repeat_baseline: bool = False
     retries: int = 0
-    allowed_paths: tuple[str, ...] = INFERENCE_PATHS
-    """Only these request paths are replayed; others are skipped and counted (side-effect guard)."""
+    allow: tuple[str, ...] = DEFAULT_ALLOW
+    """The routes replayed, ``METHOD /path`` with ``{placeholder}`` segments, matched on the
+    normalised path (:mod:`shadow.wire.routes`); others are skipped and counted by reason."""
+    allowed_paths: tuple[str, ...] = ()
+    """Deprecated alias of ``allow``: ``POST`` to each of these exact paths (no longer a prefix)."""
+    pass_headers: tuple[str, ...] = ()
+    """Captured headers sent on to the arms as captured (named, non-secret ones only)."""
     batch_rows: int = 1_000
 
     def __post_init__(self) -> None:
@@ -215,6 +218,24 @@ class ReplayConfig:
         _require(self.retries >= 0, "retries", self.retries, "it must be >= 0")
         for path in self.allowed_paths:
             _require(path.startswith("/"), "allowed_paths", path, "each path must start with '/'")
+        _require(bool(self.allow), "allow", [], "name at least one route")
+        if self.allowed_paths:
+            fix = "it is the deprecated alias of replay.allow; set only replay.allow"
+            _require(self.allow == DEFAULT_ALLOW, "allowed_paths", list(self.allowed_paths), fix)
+            if self.allowed_paths not in _warned:  # once: override() rebuilds the section
+                _warned.add(self.allowed_paths)
+                logging.getLogger("shadow.config").warning(deprecated_paths(self.allowed_paths))
+        checks = [("allow", p, route_problem(p)) for p in self.allow]
+        checks += [("allowed_paths", p, route_problem(f"POST {p}")) for p in self.allowed_paths]
+        checks += [("pass_headers", n, pass_header_problem(n)) for n in self.pass_headers]
+        for key, value, problem in checks:
+            _require(problem is None, key, value, problem or "")
+
+    def routes(self) -> RouteAllowList:
+        """The allow-list in force: ``allow``, or ``POST`` to each of ``allowed_paths``."""
+        if self.allowed_paths:
+            return RouteAllowList(f"POST {path}" for path in self.allowed_paths)
+        return RouteAllowList(self.allow)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -326,7 +347,9 @@ class RedactionConfig:
     scrub_emails: bool = True
     scrub_cards: bool = True
     scrub_tokens: bool = True
-    """Bearer tokens and common provider API-key shapes in bodies."""
+    """Credentials by shape (provider keys, tokens, webhook URLs) and by name in bodies."""
+    scrub_personal: bool = True
+    """Phone numbers, IBANs and US social security numbers in bodies."""
     patterns: tuple[str, ...] = ()
     """Extra regular expressions to scrub from bodies."""
     replacement: str = "[REDACTED]"
@@ -399,7 +422,7 @@ class GateRule:
     min: float | None = None
     by: tuple[str, ...] = ()
     min_samples: int | None = None
-    """Fewest samples per arm for a slice to be judged; None: 30, or 100 for a p99 figure
+    """Fewest samples per arm for a slice to be judged; None: 30, or 150 for a p99 figure
     (:func:`analysis.verdicts.min_samples`)."""
 
     def __post_init__(self) -> None:

@@ -120,12 +120,14 @@ def command(**opts: Any) -> None:
     recorded rate (or faster, or at a synthetic rate), and store every measurement.
 
     SOURCE is a .jsonl or .parquet file of TraceRecords, or kafka://BOOTSTRAP/TOPIC (read from
-    the beginning up to the current end). Each record is due at start + (t_i - t_0) / speed and
-    goes to both arms at that moment; a slow target never delays later sends. Latency counts
-    from the due time (no coordinated omission); schedule lag is recorded for every send.
+    the beginning to its end: past the end offsets the broker reports, until every partition is
+    quiet; the summary says what was read per partition, and an incomplete read exits 1).
+    Each record is due at start + (t_i - t_0) / speed and goes to both arms at that moment; a
+    slow target never delays later sends. Latency counts from the due time (no coordinated
+    omission); schedule lag is recorded for every send.
 
     Captured credentials are never replayed: give each arm its own in [arms.NAME] of the
-    config (api_key_env). Only inference paths are replayed (replay.allowed_paths).
+    config (api_key_env). Only inference routes are replayed (replay.allow).
 
     \b
     Examples:
@@ -208,7 +210,7 @@ async def _main(opts: dict[str, Any]) -> int:
     from rich.console import Console
 
     from shadow.replay.budget import UnpricedModelsError
-    from shadow.replay.display import summary_table
+    from shadow.replay.display import read_lines, summary_table
     from shadow.replay.jobs import run_replay
     from shadow.replay.session import UnknownRunError
 
@@ -235,6 +237,9 @@ async def _main(opts: dict[str, Any]) -> int:
         click.echo(json.dumps(outcome.summary))
     else:
         Console().print(summary_table(outcome.stats))
+        reads = outcome.summary.get("reads")
+        if isinstance(reads, dict):
+            click.echo("\n".join(read_lines(reads)))
         click.echo(
             f"results: {opts['out']} (run {outcome.run_id})"
             + (

@@ -7,11 +7,12 @@ target under another arm name (:class:`AliasTarget`), sharing its connections.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from shadow.config import ArmConfig
 from shadow.replay.targets import Attempt, HttpTarget, Target
 from shadow.trace.record import TraceRecord
+from shadow.wire.routes import RouteAllowList
 
 __all__ = ["AliasTarget", "replay_arms", "replay_targets"]
 
@@ -21,12 +22,22 @@ def replay_arms(*, repeat_baseline: bool) -> tuple[str, ...]:
     return ("baseline", "candidate") + (("baseline_repeat",) if repeat_baseline else ())
 
 
-def replay_targets(arms: Mapping[str, ArmConfig], *, repeat_baseline: bool) -> dict[str, Target]:
-    """HTTP targets for ``arms["baseline"]`` and ``arms["candidate"]`` (and the repeat)."""
-    baseline = HttpTarget("baseline", arms["baseline"])
+def replay_targets(
+    arms: Mapping[str, ArmConfig],
+    *,
+    repeat_baseline: bool,
+    routes: RouteAllowList | None = None,
+    pass_headers: Sequence[str] = (),
+) -> dict[str, Target]:
+    """HTTP targets for ``arms["baseline"]`` and ``arms["candidate"]`` (and the repeat), each
+    sending only what ``routes`` admits (default: :data:`shadow.wire.routes.DEFAULT_ALLOW`)."""
+    allow = routes if routes is not None else RouteAllowList()
+    baseline = HttpTarget("baseline", arms["baseline"], routes=allow, pass_headers=pass_headers)
     targets: dict[str, Target] = {
         "baseline": baseline,
-        "candidate": HttpTarget("candidate", arms["candidate"]),
+        "candidate": HttpTarget(
+            "candidate", arms["candidate"], routes=allow, pass_headers=pass_headers
+        ),
     }
     if repeat_baseline:
         targets["baseline_repeat"] = AliasTarget("baseline_repeat", baseline)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -15,7 +15,7 @@ from rich.text import Text
 
 from shadow.replay.stats import ReplayStats
 
-__all__ = ["live_progress", "summary_table"]
+__all__ = ["live_progress", "read_lines", "summary_table"]
 
 
 def _status_line(stats: ReplayStats, rate: float) -> Text:
@@ -103,3 +103,21 @@ def summary_table(stats: ReplayStats) -> Table:
 
 def _ms(value: object) -> str:
     return f"{value:,.1f}" if isinstance(value, int | float) else "-"
+
+
+def read_lines(reads: Mapping[str, object]) -> list[str]:
+    """What a bounded Kafka read read (``summary["reads"]``), one line per partition."""
+    parts = reads.get("partitions")
+    assert isinstance(parts, list)
+    lines = [f"read {reads['source']}: {reads['records']:,} records, {reads['status']}"]
+    for part in parts:
+        read = (
+            "nothing"
+            if part["first_offset"] is None
+            else f"offsets {part['first_offset']}..{part['last_offset']}"
+        )
+        lines.append(
+            f"  partition {part['partition']}: {read}, {part['records']:,} records "
+            f"(reported end {part['reported_end']}, ended: {part['ended'] or '-'})"
+        )
+    return lines

@@ -8,6 +8,10 @@ run with the :class:`~shadow.replay.replayer.Replayer` (or
 :class:`~shadow.replay.mirror.Mirror`), where the CLI installs its signal handlers and the live
 display and calls ``request_stop`` / ``force_stop``.
 
+Both build their requests through :class:`~shadow.replay.targets.HttpTarget` with the same
+route allow-list and header pass-through (``replay.allow``, ``replay.pass_headers``), and
+their :class:`~shadow.replay.scheduler.FanOut` counts and records what the allow-list refuses.
+
 A budget (``safety.max_cost_usd``) must be enforceable: unless ``allow_unpriced``, a job whose
 arms will use a model with no price is refused before anything is sent or recorded
 (:func:`~shadow.replay.budget.check_priced`), and one met during the run stops it as
@@ -18,13 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from shadow.config import ArmConfig, ReplayConfig, SafetyConfig, ValidatorsConfig
 from shadow.errors import UsageError
+from shadow.kafka.address import KafkaAddress
+from shadow.kafka.retry import wait_for_kafka
 from shadow.replay.arms import replay_arms, replay_targets
 from shadow.replay.breaker import CircuitBreaker
 from shadow.replay.budget import check_priced, model_override, planned_models, request_model
@@ -35,7 +42,7 @@ from shadow.replay.pricing import PricingTable
 from shadow.replay.replayer import Replayer
 from shadow.replay.scheduler import FanOut
 from shadow.replay.session import RunSession, RunStatus, new_mirror_run_id, new_run_id
-from shadow.replay.sources import load_sorted
+from shadow.replay.sources import load_sorted, read_summary
 from shadow.replay.stats import ReplayStats
 from shadow.replay.targets import HttpTarget
 from shadow.replay.validators import Validators
@@ -117,6 +124,7 @@ async def run_replay(
         UnknownRunError: ``job.resume`` names a run with no results in ``job.out``.
     """
     replay = job.replay
+    routes = replay.routes()
     session = RunSession(
         job.source,
         out=job.out,
@@ -141,7 +149,7 @@ async def run_replay(
                 run_id=run_id,
                 dead_letter_count=session.dead_letter.count,
                 dead_letter_path=str(session.dead_letter.path),
-                dry_run=plan.dry_run(replay.allowed_paths),
+                dry_run=plan.dry_run(routes, replay.pass_headers),
             )
         validators = Validators(job.validators)
         loop = asyncio.get_running_loop()
@@ -150,14 +158,22 @@ async def run_replay(
             name: job.arms["baseline" if name == "baseline_repeat" else name] for name in arms
         }
         if job.safety.max_cost_usd is not None and not job.allow_unpriced:
-            allowed = tuple(replay.allowed_paths)
             records = (
                 item.record
                 for item in plan.items
-                if not allowed or item.record.request.path.startswith(allowed)
+                if routes.check(
+                    item.record.request.method,
+                    item.record.request.path,
+                    body_whole=not item.record.request.body_truncated,
+                ).allowed
             )
             check_priced(job.pricing, planned_models(records, arm_configs))
-        targets = replay_targets(job.arms, repeat_baseline=replay.repeat_baseline)
+        targets = replay_targets(
+            job.arms,
+            repeat_baseline=replay.repeat_baseline,
+            routes=routes,
+            pass_headers=replay.pass_headers,
+        )
         done = session.begin(
             run_id, arms=arms, config=job.run_config, targets=targets, resume=job.resume
         )
@@ -169,7 +185,7 @@ async def run_replay(
             pricing=job.pricing,
             validators=validators,
             breakers={name: CircuitBreaker.from_config(job.safety) for name in session.targets},
-            allowed_paths=replay.allowed_paths,
+            routes=routes,
             max_in_flight=replay.max_in_flight,
             max_cost_usd=job.safety.max_cost_usd,
             allow_unpriced=job.allow_unpriced,
@@ -190,7 +206,9 @@ async def run_replay(
         dead_letter_path=str(session.dead_letter.path),
         stats=replayer.stats,
         status=session.status,
-        summary=session.summary | {"out": job.out, "dead_letter": session.dead_letter.count},
+        summary=session.summary
+        | {"out": job.out, "dead_letter": session.dead_letter.count}
+        | read_summary(session.source),
     )
 
 
@@ -202,6 +220,9 @@ class MirrorJob:
         source: ``kafka://BOOTSTRAP/TOPIC``, followed until the mirror is stopped.
         candidate: the arm every new record goes to.
         group_id: the Kafka consumer group (several mirrors split the partitions).
+        dead_letter: where records that fail validation go (default: ``<out>.dead.jsonl``).
+        wait_for_kafka: at start, retry until Kafka answers (:mod:`shadow.kafka.retry`)
+            instead of failing when it does not.
         allow_unpriced: with a budget, start (and go on) although a model has no price.
     """
 
@@ -215,6 +236,8 @@ class MirrorJob:
     group_id: str | None = "shadow-mirror"
     run_id: str | None = None
     grace_s: float = 30.0
+    dead_letter: str | None = None
+    wait_for_kafka: bool = True
     allow_unpriced: bool = False
 
 
@@ -225,8 +248,11 @@ class MirrorOutcome:
     run_id: str
     stats: ReplayStats
     status: RunStatus | None
+    dead_letter_count: int
+    dead_letter_path: str
     summary: dict[str, object]
-    """The run's counts, as written to the store (the JSON summary)."""
+    """The run's counts, as written to the store, plus ``out``, ``dead_letter`` (how many
+    records went to the dead-letter file) and ``dead_letter_path`` (the JSON summary)."""
 
 
 async def run_mirror(job: MirrorJob, *, watch: MirrorWatch | None = None) -> MirrorOutcome:
@@ -239,9 +265,12 @@ async def run_mirror(job: MirrorJob, *, watch: MirrorWatch | None = None) -> Mir
     if job.safety.max_cost_usd is not None and not job.allow_unpriced and override:
         check_priced(job.pricing, {"candidate": {override: 1}})
     run_id = job.run_id or new_mirror_run_id()
+    replay = job.replay
+    routes = replay.routes()
     session = RunSession(
         job.source,
         out=job.out,
+        dead_letter=job.dead_letter,
         group_id=job.group_id,
         follow=True,
         batch_rows=job.replay.batch_rows,
@@ -253,7 +282,11 @@ async def run_mirror(job: MirrorJob, *, watch: MirrorWatch | None = None) -> Mir
             run_id,
             arms=["production", "candidate"],
             config={"candidate": job.candidate.url},
-            targets={"candidate": HttpTarget("candidate", job.candidate)},
+            targets={
+                "candidate": HttpTarget(
+                    "candidate", job.candidate, routes=routes, pass_headers=replay.pass_headers
+                )
+            },
         )
         mirror = Mirror(
             FanOut(
@@ -263,7 +296,7 @@ async def run_mirror(job: MirrorJob, *, watch: MirrorWatch | None = None) -> Mir
                 pricing=job.pricing,
                 validators=validators,
                 breakers={"candidate": CircuitBreaker.from_config(job.safety)},
-                allowed_paths=job.replay.allowed_paths,
+                routes=routes,
                 max_in_flight=job.replay.max_in_flight,
                 max_cost_usd=job.safety.max_cost_usd,
                 allow_unpriced=job.allow_unpriced,
@@ -271,14 +304,34 @@ async def run_mirror(job: MirrorJob, *, watch: MirrorWatch | None = None) -> Mir
                 source=session.source,
                 grace_s=job.grace_s,
                 stats_window=MIRROR_STATS_WINDOW,
-            )
+            ),
+            ready=_kafka_ready(job.source) if job.wait_for_kafka else None,
+            dead_letter=session.dead_letter,
         )
         session.track(mirror.stats, live=True)
         async with watch(mirror) if watch else contextlib.nullcontext():
             await mirror.run()
+    dead_letter = session.dead_letter
     return MirrorOutcome(
-        run_id=run_id, stats=mirror.stats, status=session.status, summary=session.summary
+        run_id=run_id,
+        stats=mirror.stats,
+        status=session.status,
+        dead_letter_count=dead_letter.count,
+        dead_letter_path=str(dead_letter.path),
+        summary=session.summary
+        | {
+            "out": job.out,
+            "dead_letter": dead_letter.count,
+            "dead_letter_path": str(dead_letter.path),
+        },
     )
+
+
+def _kafka_ready(source: str) -> Callable[[], Awaitable[int]] | None:
+    """For a ``kafka://`` source, a wait until its bootstrap servers answer (else None)."""
+    if not KafkaAddress.is_address(source):
+        return None
+    return functools.partial(wait_for_kafka, KafkaAddress.parse(source))
 
 
 def _model_of(arms: Mapping[str, ArmConfig]) -> Callable[[TraceRecord, str], str | None]:

@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from shadow.replay.stats import ReplayStats
+from shadow.trace.deadletter import DeadLetterFile
 
 __all__ = ["StatsCollector", "metrics_registry"]
 
@@ -21,17 +22,37 @@ _Samples = Iterable[tuple[tuple[str, ...], float]]
 
 
 class StatsCollector(Collector):
-    """Exposes a run's live figures to Prometheus (read at scrape time, no double counting)."""
+    """Exposes a run's live figures to Prometheus (read at scrape time, no double counting).
 
-    def __init__(self, stats: ReplayStats, prefix: str = "shadow_mirror") -> None:
+    With ``dead_letter``, also how many records went to that dead-letter file.
+    """
+
+    def __init__(
+        self,
+        stats: ReplayStats,
+        prefix: str = "shadow_mirror",
+        *,
+        dead_letter: DeadLetterFile | None = None,
+    ) -> None:
         self.stats = stats
         self.prefix = prefix
+        self.dead_letter = dead_letter
 
     def collect(self) -> Iterator[Any]:
         p, s = self.prefix, self.stats
         yield _counter(f"{p}_records", "Records consumed.", [((), s.total)])
         yield _counter(f"{p}_skipped_path", "Records skipped by the path allow-list.",
                        [((), s.skipped_path)])  # fmt: skip
+        yield _counter(f"{p}_skipped_method", "Records whose method no route of the path allows.",
+                       [((), s.skipped_method)])  # fmt: skip
+        yield _counter(f"{p}_skipped_path_escape", "Records whose path climbs out with '..'.",
+                       [((), s.skipped_path_escape)])  # fmt: skip
+        yield _counter(f"{p}_skipped_body", "Records whose request body was not captured whole.",
+                       [((), s.skipped_body)])  # fmt: skip
+        if self.dead_letter is not None:
+            yield _counter(f"{p}_dead_letter_records",
+                           f"Records that failed validation, written to {self.dead_letter.path}.",
+                           [((), self.dead_letter.count)])  # fmt: skip
         yield _gauge(f"{p}_in_flight", "Sends under way.", [((), s.in_flight)])
         yield _counter(f"{p}_sent", "Sends per arm.", [((a,), x.sent) for a, x in s.arms.items()],
                        ["arm"])  # fmt: skip
@@ -77,8 +98,10 @@ def _gauge(
     return _family(GaugeMetricFamily, name, doc, samples, labels)
 
 
-def metrics_registry(stats: ReplayStats) -> CollectorRegistry:
+def metrics_registry(
+    stats: ReplayStats, *, dead_letter: DeadLetterFile | None = None
+) -> CollectorRegistry:
     """A registry exposing ``stats`` (serve it with prometheus_client.start_http_server)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StatsCollector(stats))
+    registry.register(StatsCollector(stats, dead_letter=dead_letter))
     return registry

@@ -10,7 +10,7 @@ rate); a resumed run keeps what is left with :meth:`~ReplayPlan.resume`, re-time
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +18,8 @@ import numpy.typing as npt
 from shadow.errors import UsageError
 from shadow.replay.pacing import Arrival, recorded_schedule, synthetic_schedule
 from shadow.replay.sources import SourceItem
-from shadow.replay.targets import redacted_headers
+from shadow.replay.targets import unsent_headers
+from shadow.wire.routes import RouteAllowList
 
 __all__ = ["DryRun", "DryRunRow", "Pacing", "ReplayPlan"]
 
@@ -71,12 +72,16 @@ class DryRun:
     """What a replay would send, without sending anything."""
 
     rows: list[DryRunRow]
+    """What is sent, each row with the normalised path it goes to."""
     skipped: int
-    """Records whose path the allow-list refuses."""
+    """Records the route allow-list refuses."""
     arms: tuple[str, ...]
     duration_s: float
     headers_dropped: list[str]
     """Captured headers (of the first record) that are never replayed."""
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    """``skipped`` by reason (``skipped_path``, ``skipped_method``, ``skipped_path_escape``,
+    ``skipped_body``)."""
 
     def lines(self) -> list[str]:
         """The plan as the text ``shadow replay --dry-run`` prints: a table, then a total."""
@@ -84,9 +89,10 @@ class DryRun:
         lines += [
             f"{r.offset_s:>10.3f}  {r.trace_id:<32} {r.path:<24} {r.slices}" for r in self.rows
         ]
+        reasons = ", ".join(f"{k}: {n}" for k, n in sorted(self.skipped_by_reason.items()))
         lines.append(
             f"{len(self.rows)} records to {', '.join(self.arms)} over {self.duration_s:.1f} s; "
-            f"{self.skipped} skipped (path not allowed); "
+            f"{self.skipped} skipped ({reasons or 'none'}); "
             f"headers not replayed: {', '.join(self.headers_dropped) or '-'}"
         )
         return lines
@@ -135,23 +141,31 @@ class ReplayPlan:
         offsets[offsets < 0] = 0.0
         return ReplayPlan(self.items, offsets, self.arms)
 
-    def dry_run(self, allowed_paths: Sequence[str] = ()) -> DryRun:
-        """What this plan would send, given the path allow-list."""
-        allowed = tuple(allowed_paths)
+    def dry_run(
+        self, routes: RouteAllowList | None = None, pass_headers: Sequence[str] = ()
+    ) -> DryRun:
+        """What this plan would send, given the route allow-list (default: the default one)."""
+        allow = routes if routes is not None else RouteAllowList()
         rows: list[DryRunRow] = []
-        skipped = 0
+        reasons: dict[str, int] = {}
         for item, offset in zip(self.items, self.offsets, strict=True):
             record = item.record
-            if allowed and not record.request.path.startswith(allowed):
-                skipped += 1
+            request = record.request
+            verdict = allow.check(
+                request.method, request.path, body_whole=not request.body_truncated
+            )
+            if verdict.reason is not None or verdict.path is None:
+                reason = verdict.reason or "skipped_path"
+                reasons[reason] = reasons.get(reason, 0) + 1
                 continue
             slices = ",".join(f"{k}={v}" for k, v in sorted(record.slices.items()))
-            rows.append(DryRunRow(float(offset), record.trace_id, record.request.path, slices))
+            rows.append(DryRunRow(float(offset), record.trace_id, verdict.path, slices))
         first = self.items[0].record.request.headers if self.items else {}
         return DryRun(
             rows=rows,
-            skipped=skipped,
+            skipped=sum(reasons.values()),
+            skipped_by_reason=reasons,
             arms=self.arms,
             duration_s=float(self.offsets[-1]) if len(self.offsets) else 0.0,
-            headers_dropped=redacted_headers(first),
+            headers_dropped=unsent_headers(first, pass_headers),
         )

@@ -4,8 +4,8 @@ Each record is due at ``start + offset_i`` (offsets from :mod:`shadow.replay.pac
 recorded gaps / speed, or a synthetic arrival process). At its due time it goes to every arm at once
 (``baseline``, ``candidate``, and ``baseline_repeat`` for the noise floor). A slow target never
 delays later sends: each send is its own task. ``max_in_flight`` bounds concurrency; a send
-that had to wait for a slot is late, and its lag (sent − due) is recorded and counted, never
-hidden: latency counts from the due time.
+that had to wait for a slot is late, and its lag (``sent_at`` − ``scheduled_at`` of each first
+attempt, as stored) is recorded and counted, never hidden: latency counts from the due time.
 
 The sends themselves, and the rails around them (breakers, the budget cap, retries, the path
 allow-list), are the shared :class:`~shadow.replay.scheduler.FanOut`; the replayer decides
@@ -85,7 +85,7 @@ class Replayer:
             if fanout.stop_requested():
                 return
             record = item.record
-            if not fanout.admits(record):
+            if not fanout.admits(record, item.position):
                 continue
             pending = [arm for arm in arms if (record.trace_id, arm) not in self.done]
             if not pending:
@@ -100,9 +100,7 @@ class Replayer:
             lag_s = max(0.0, time.perf_counter() - due)
             scheduled_at = time.time() - lag_s
             await fanout.add_trace(record)
-            await fanout.dispatch(
-                item, pending, due=due, scheduled_at=scheduled_at, lag_ms=lag_s * 1000.0
-            )
+            await fanout.dispatch(item, pending, due=due, scheduled_at=scheduled_at)
 
     async def _wait(self, pacer: Pacer, offset: float) -> None:
         """Sleep until the due time; a long wait also wakes when a stop is requested."""

@@ -34,13 +34,13 @@ from shadow.replay.validators import Validators
 from shadow.results.rows import ResultRow, TraceRow
 from shadow.results.writer import AsyncResultsWriter
 from shadow.trace.record import TraceRecord
+from shadow.trace.source import Position
+from shadow.wire.routes import RouteAllowList
 
 __all__ = ["FanOut"]
 
 log = logging.getLogger("shadow.replay.scheduler")
 
-_LATE_MS = 5.0
-"""A send whose lag exceeds this is counted as late."""
 _RETRYABLE = frozenset({"timeout", "connect", "http_5xx"})
 _COMMIT_EVERY_S = 5.0
 
@@ -52,7 +52,9 @@ class FanOut:
         run_id: the run the result rows belong to.
         targets: the arms that can be sent to, by name.
         breakers: a circuit breaker per arm name (arms without one are never skipped).
-        allowed_paths: path prefixes that are sent (empty: every path).
+        routes: the route allow-list (:mod:`shadow.wire.routes`): a record it refuses is
+            never sent, its reason counted and written as each arm's result row (None:
+            every record goes on to the targets, which hold their own guard).
         max_in_flight: at most this many sends under way; :meth:`acquire` waits for a slot.
         max_cost_usd: stop the run once the priced cost of all attempts reaches this, or once
             an attempt is about to go to (``model_of``) or reports a model without a price.
@@ -79,7 +81,7 @@ class FanOut:
         pricing: PricingTable,
         validators: Validators | None = None,
         breakers: Mapping[str, CircuitBreaker] | None = None,
-        allowed_paths: Sequence[str] = (),
+        routes: RouteAllowList | None = None,
         max_in_flight: int = 10_000,
         max_cost_usd: float | None = None,
         allow_unpriced: bool = False,
@@ -97,7 +99,7 @@ class FanOut:
         self.pricing = pricing
         self.validators = validators or Validators()
         self.breakers = dict(breakers or {})
-        self.allowed = tuple(allowed_paths)
+        self.routes = routes
         self.max_cost_usd = max_cost_usd
         self.allow_unpriced = allow_unpriced
         self.model_of = model_of
@@ -169,12 +171,37 @@ class FanOut:
 
     # -- what a scheduler calls ---------------------------------------------------------------
 
-    def admits(self, record: TraceRecord) -> bool:
-        """Whether the path allow-list lets ``record`` through (a skip is counted)."""
-        if self.allowed and not record.request.path.startswith(self.allowed):
-            self.stats.skipped_path += 1
-            return False
-        return True
+    def admits(self, record: TraceRecord, position: Position | None = None) -> bool:
+        """Whether the route allow-list lets ``record`` through.
+
+        A refused record is counted by reason in :attr:`stats` and, while the run runs, gets
+        its trace row and one result row per arm with the reason as its ``error`` (nothing
+        sent), so the results and the analyzer count it too; then its source ``position``
+        (when given) is finished, so it does not hold back the commits after it.
+        """
+        if self.routes is None:
+            return True
+        request = record.request
+        verdict = self.routes.check(
+            request.method, request.path, body_whole=not request.body_truncated
+        )
+        if verdict.reason is None:
+            return True
+        self.stats.count_skip(verdict.reason)
+        if self._group is not None:
+            skip = self._write_skip(record, verdict.reason, position)
+            self._group.create_task(skip, name="skip")
+        return False
+
+    async def _write_skip(
+        self, record: TraceRecord, reason: str, position: Position | None
+    ) -> None:
+        await self.add_trace(record)
+        item = SourceItem(record=record, position=position)
+        for arm in self.targets:
+            await self.write(item, arm, time.time(), Attempt(error=reason), 0)
+        if position is not None:
+            self._completed.append(position)
 
     async def acquire(self) -> None:
         """Take one send slot; waits while ``max_in_flight`` sends are under way."""
@@ -191,22 +218,18 @@ class FanOut:
         *,
         due: float,
         scheduled_at: float,
-        lag_ms: float,
     ) -> None:
         """Start one send per arm; the caller holds one slot (:meth:`acquire`), the rest are
         taken here, one per further arm.
 
         Args:
             due: ``time.perf_counter()`` value the sends were due at (latency counts from it).
-            scheduled_at: epoch seconds of the due time, as written in the result rows.
-            lag_ms: how late the first send leaves (recorded; counted as late above 5 ms).
+            scheduled_at: epoch seconds of the due time, as written in the result rows (each
+                first attempt's schedule lag, ``sent_at`` − this, is counted in :meth:`write`).
         """
         group = self._group
         if group is None:
             raise RuntimeError("FanOut.dispatch() is only valid while FanOut.run() runs")
-        self.stats.lags_ms.append(lag_ms)
-        if lag_ms > _LATE_MS:
-            self.stats.late += 1
         self.stats.scheduled += 1
         key = next(self._keys)
         self._outstanding[key] = len(arms)
@@ -239,6 +262,9 @@ class FanOut:
                 attempt.cached_tokens or 0,
             )
         stats = self.stats.arm(arm)
+        if attempt.sent_at is not None and attempt_no == 0 and arm in self.targets:
+            # The stored lag of a first attempt this run sent (not the mirror's production row).
+            self.stats.count_lag(scheduled_at, attempt.sent_at)
         if attempt.sent_at is not None:
             stats.sent += 1
             stats.ok += ok

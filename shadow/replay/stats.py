@@ -3,6 +3,10 @@
 The fan-out (:mod:`shadow.replay.scheduler`) updates them as sends finish; the live display,
 the Prometheus endpoint and the final summary read them. A live mirror runs for days, so it
 keeps only a window of the newest lags and latencies (``window``); a replay keeps them all.
+
+Schedule lag is the figure the results table stores, ``(sent_at − scheduled_at) × 1000`` of
+each first attempt that was sent, on every arm the run sends to (docs/architecture.md, "Metric
+definitions"), so the summary's lag percentiles are what anyone recomputes from the rows.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ArmStats", "ReplayStats"]
+__all__ = ["LATE_MS", "ArmStats", "ReplayStats"]
+
+LATE_MS = 5.0
+"""A first attempt whose schedule lag exceeds this many ms is counted as late."""
 
 
 @dataclass
@@ -69,6 +76,13 @@ class ReplayStats:
     in_flight: int = 0
     late: int = 0
     skipped_path: int = 0
+    """Records the route allow-list refused: no route has their (normalised) path."""
+    skipped_method: int = 0
+    """... routes have their path, none their method."""
+    skipped_path_escape: int = 0
+    """... their path climbs out of its prefix with ``..`` (shadow.wire.routes)."""
+    skipped_body: int = 0
+    """... their request body was not captured whole (cut at the cap, or not decodable)."""
     skipped_done: int = 0
     stopped_early: bool = False
     budget_exhausted: bool = False
@@ -79,6 +93,7 @@ class ReplayStats:
     window: int | None = None
     """Keep only the last ``window`` lags and latencies per arm; None keeps all (a replay)."""
     lags_ms: deque[float] = field(init=False)
+    """The schedule lag of every first attempt sent, as stored (:meth:`count_lag`)."""
     arms: dict[str, ArmStats] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
@@ -98,6 +113,28 @@ class ReplayStats:
         """Cost of every attempt so far, all arms."""
         return sum(a.cost_usd for a in self.arms.values())
 
+    def count_lag(self, scheduled_at: float, sent_at: float) -> None:
+        """Count one sent first attempt: its stored lag ``(sent_at − scheduled_at) × 1000`` ms.
+
+        The same arithmetic on the same floats as the results' ``lag_ms``, so the figures agree
+        exactly; above :data:`LATE_MS` it is late.
+        """
+        lag_ms = (sent_at - scheduled_at) * 1000
+        self.lags_ms.append(lag_ms)
+        if lag_ms > LATE_MS:
+            self.late += 1
+
+    def count_skip(self, reason: str) -> None:
+        """Count one record the route allow-list refused, by reason (``skipped_path`` ...)."""
+        if reason == "skipped_method":
+            self.skipped_method += 1
+        elif reason == "skipped_body":
+            self.skipped_body += 1
+        elif reason == "skipped_path_escape":
+            self.skipped_path_escape += 1
+        else:
+            self.skipped_path += 1
+
     def lag_percentile(self, q: float, last: int | None = None) -> float | None:
         """Schedule lag percentile in ms (over the last ``last`` sends when given)."""
         return _percentile(self.lags_ms, q, last)
@@ -116,6 +153,9 @@ class ReplayStats:
             "lag_p99_ms": float(np.percentile(lags, 99)) if lags.size else None,
             "lag_max_ms": float(lags.max()) if lags.size else None,
             "skipped_path": self.skipped_path,
+            "skipped_method": self.skipped_method,
+            "skipped_path_escape": self.skipped_path_escape,
+            "skipped_body": self.skipped_body,
             "skipped_done": self.skipped_done,
             "stopped_early": self.stopped_early,
             "budget_exhausted": self.budget_exhausted,

@@ -6,12 +6,18 @@ measured in ``bench/capture_overhead.py``); tests can hand the replayer any obje
 ``send``.
 
 Request transforms, per arm (``[arms.NAME]`` in shadow.toml):
-- the URL is the arm's base URL + the captured path and query;
-- captured credentials are never replayed: Authorization, Cookie, API-key headers and any
-  header whose captured value was redacted are dropped; the arm's own credentials come from
-  the environment variable named by ``api_key_env`` (sent as ``Authorization: Bearer``);
-- ``headers`` are added, ``body_overrides`` set top-level (or dotted) JSON keys;
-- a request that streamed asks for ``stream_options.include_usage`` so usage is measured.
+- only a request a route of the allow-list admits is sent (:mod:`shadow.wire.routes`), to the
+  arm's base URL + the *normalised* path and the query; a refused one is not sent and its
+  attempt carries the reason (``skipped_path``, ...) as its error;
+- the headers are built from an allow-list, never from the captured set: the captured
+  ``content-type`` and ``accept``, the API's protocol headers (``anthropic-version``), the
+  captured headers named in ``replay.pass_headers`` (never one that looks like a credential),
+  the arm's ``headers``, and its key from the environment variable ``api_key_env`` in the
+  API's auth style (``auth``: Bearer, ``x-api-key``, ``x-goog-api-key``, ``api-key``); query
+  parameters that look like credentials are dropped;
+- ``body_overrides`` set top-level (or dotted) JSON keys;
+- an OpenAI or Azure request that streamed asks for ``stream_options.include_usage`` so usage
+  is measured.
 
 Timing follows docs/architecture.md, "Metric definitions": ``latency_ms`` and ``ttft_ms`` count
 from the *due* time (a late send counts against the system: no coordinated omission);
@@ -23,9 +29,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import unquote_plus
 
 import aiohttp
 import msgspec
@@ -33,22 +40,15 @@ import msgspec
 from shadow.config import ArmConfig
 from shadow.errors import ConfigError
 from shadow.trace.record import TraceRecord
-from shadow.wire.credentials import ACCOUNT_HEADERS, CREDENTIAL_HEADERS
+from shadow.wire.credentials import auth_header, looks_like_credential, pass_header_problem
+from shadow.wire.routes import API_AUTH, API_HEADERS, RouteAllowList, SkipReason
 from shadow.wire.sse import is_event_stream, reassemble
 from shadow.wire.usage import extract_usage, output_text
 
-__all__ = ["Attempt", "HttpTarget", "Target", "build_request"]
+__all__ = ["Attempt", "HttpTarget", "RefusedRequest", "Target", "build_request", "unsent_headers"]
 
-_DROP = (
-    frozenset(
-        {
-            "host", "content-length", "connection", "keep-alive", "transfer-encoding", "upgrade",
-            "te", "trailer", "proxy-connection", "expect", "accept-encoding",
-        }
-    )
-    | CREDENTIAL_HEADERS  # credentials and production's account: never replayed
-    | ACCOUNT_HEADERS
-)  # fmt: skip
+_SENT_AS_CAPTURED = ("content-type", "accept")
+"""The captured headers every replayed request keeps (they describe the body and the answer)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -98,17 +98,51 @@ class _Request:
     stream: bool
 
 
-def build_request(record: TraceRecord, arm: ArmConfig, *, secret: str | None) -> _Request:
-    """The arm's version of a captured request (see the module docstring for the rules)."""
+class RefusedRequest(Exception):
+    """The allow-list refuses a captured request: it is not sent."""
+
+    def __init__(self, reason: SkipReason) -> None:
+        super().__init__(reason)
+        self.reason: SkipReason = reason
+
+
+_DEFAULT_ROUTES = RouteAllowList()
+
+
+def build_request(
+    record: TraceRecord,
+    arm: ArmConfig,
+    *,
+    secret: str | None,
+    routes: RouteAllowList = _DEFAULT_ROUTES,
+    pass_headers: Sequence[str] = (),
+) -> _Request:
+    """The arm's version of a captured request (see the module docstring for the rules).
+
+    Raises:
+        RefusedRequest: no route of ``routes`` admits the request.
+    """
     req = record.request
-    headers = {
-        name: value
-        for name, value in req.headers.items()
-        if name not in _DROP and "[REDACTED]" not in value
-    }
+    verdict = routes.check(req.method, req.path, body_whole=not req.body_truncated)
+    if verdict.route is None or verdict.path is None:
+        raise RefusedRequest(verdict.reason or "skipped_path")
+    api = verdict.route.api
+    captured = {name.lower(): value for name, value in req.headers.items()}
+    headers: dict[str, str] = {}
+    for name in (*_SENT_AS_CAPTURED, *(n.lower() for n in pass_headers)):
+        value = captured.get(name)
+        if value is not None and _passable(name, value):
+            headers[name] = value
+    for name, default in API_HEADERS.get(api, {}).items():
+        value = captured.get(name)
+        if value is not None and "[REDACTED]" not in value:
+            headers[name] = value
+        elif default is not None:
+            headers[name] = default
     headers.update({k.lower(): v for k, v in arm.headers.items()})
     if secret:
-        headers["authorization"] = f"Bearer {secret}"
+        name, value = auth_header(API_AUTH[api] if arm.auth == "auto" else arm.auth, secret)
+        headers[name] = value
     body = req.body_bytes()
     stream = False
     if body[:1] == b"{":
@@ -120,14 +154,34 @@ def build_request(record: TraceRecord, arm: ArmConfig, *, secret: str | None) ->
             for key, value in arm.body_overrides.items():
                 _set_path(document, key, value)
             stream = bool(document.get("stream"))
-            if stream:
+            if stream and api in ("openai", "azure"):  # Anthropic refuses unknown fields
                 options = document.get("stream_options")
                 options = dict(options) if isinstance(options, dict) else {}
                 options["include_usage"] = True
                 document["stream_options"] = options
             body = msgspec.json.encode(document)
-    url = arm.url.rstrip("/") + req.path + (f"?{req.query}" if req.query else "")
+    query = _query(req.query)
+    url = arm.url.rstrip("/") + verdict.path + (f"?{query}" if query else "")
     return _Request(req.method, url, headers, body, stream)
+
+
+def _passable(name: str, value: str) -> bool:
+    """Whether a captured header may go on (defence in depth: config refuses such names)."""
+    if "[REDACTED]" in value:
+        return False
+    return name in _SENT_AS_CAPTURED or pass_header_problem(name) is None
+
+
+def _query(query: str) -> str:
+    """The captured query without parameters whose names look like credentials."""
+    if not query:
+        return ""
+    kept = [
+        part
+        for part in query.split("&")
+        if part and not looks_like_credential(unquote_plus(part.partition("=")[0]))
+    ]
+    return "&".join(kept)
 
 
 def _set_path(document: dict[str, Any], key: str, value: Any) -> None:
@@ -144,11 +198,21 @@ def _set_path(document: dict[str, Any], key: str, value: Any) -> None:
 class HttpTarget:
     """Sends to one arm over a pooled aiohttp session (opened lazily on the running loop)."""
 
-    def __init__(self, arm: str, config: ArmConfig, *, max_connections: int = 0) -> None:
+    def __init__(
+        self,
+        arm: str,
+        config: ArmConfig,
+        *,
+        max_connections: int = 0,
+        routes: RouteAllowList = _DEFAULT_ROUTES,
+        pass_headers: Sequence[str] = (),
+    ) -> None:
         if not config.url:
             raise ConfigError(f"arms.{arm}.url is not set; pass --{arm} URL")
         self.arm = arm
         self.config = config
+        self.routes = routes
+        self.pass_headers = tuple(pass_headers)
         self._secret: str | None = None
         if config.api_key_env:
             self._secret = os.environ.get(config.api_key_env)
@@ -178,7 +242,16 @@ class HttpTarget:
             await session.close()
 
     async def send(self, record: TraceRecord, *, due: float) -> Attempt:
-        request = build_request(record, self.config, secret=self._secret)
+        try:
+            request = build_request(
+                record,
+                self.config,
+                secret=self._secret,
+                routes=self.routes,
+                pass_headers=self.pass_headers,
+            )
+        except RefusedRequest as refused:
+            return Attempt(error=refused.reason)  # nothing sent
         session = self._session_now()
         attempt = Attempt()
         started = time.perf_counter()
@@ -253,6 +326,9 @@ def _is_json_object(body: bytes) -> bool:
         return False
 
 
-def redacted_headers(headers: Mapping[str, str]) -> list[str]:
+def unsent_headers(headers: Mapping[str, str], pass_headers: Sequence[str] = ()) -> list[str]:
     """Names of captured headers that will not be replayed (for dry-run output)."""
-    return sorted(n for n, v in headers.items() if n in _DROP or "[REDACTED]" in v)
+    kept = {*_SENT_AS_CAPTURED, *(n.lower() for n in pass_headers)}
+    return sorted(
+        n for n, v in headers.items() if n.lower() not in kept or not _passable(n.lower(), v)
+    )

@@ -1,11 +1,14 @@
-"""What the LLM wire formats say: streams, usage, answer text, the token rule, credentials.
+"""What the LLM wire formats say: streams, usage, answer text, the token rule, credentials,
+routes.
 
 Capture, replay and mirror read responses only through this package, so a format is taught
 to shadow in one place: :mod:`~shadow.wire.sse` detects and reassembles a server-sent-event
 stream, :mod:`~shadow.wire.usage` finds token usage and the answer's text,
-:mod:`~shadow.wire.tokens` is the rule that estimates tokens when a response reports none, and
+:mod:`~shadow.wire.tokens` is the rule that estimates tokens when a response reports none,
+:mod:`~shadow.wire.encoding` undoes content codings (gzip, deflate, br, zstd) for the record,
 :mod:`~shadow.wire.credentials` names the headers and parameters that carry credentials
-(capture redacts them, replay never sends them).
+(capture redacts them, replay never sends them) and how each API takes a key, and
+:mod:`~shadow.wire.routes` the ``METHOD /path`` routes replay may send, over normalised paths.
 """
 
 from __future__ import annotations

@@ -140,7 +140,12 @@ def make_sidecar(tmp_path: Path) -> Iterator[Callable[..., RunningSidecar]]:
         )
         app = Sidecar(capture=config, sink=sink or FileSink(out), redaction=redaction)
         server = BackgroundServer(
-            app, lifespan="on", server_header=False, date_header=False, timeout_graceful_shutdown=5
+            app,
+            lifespan="on",
+            server_header=False,
+            date_header=False,
+            proxy_headers=False,  # as `shadow capture` serves it: X-Forwarded-For is not trusted
+            timeout_graceful_shutdown=5,
         )
         server.start()
         sidecar = RunningSidecar(server, app, out)

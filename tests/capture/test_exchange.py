@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 import time
+import zlib
 
 import pytest
 
 from capture.exchange import Exchange, RecordBuilder, TraceIds
 from capture.redact import Redactor
 from capture.slices import SliceExtractor
+from tests.capture.encoded import compress
 
 SECRET = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD"
 
@@ -39,20 +41,65 @@ def builder(key_header: str = "") -> RecordBuilder:
     return RecordBuilder(redactor=Redactor(), slices=SliceExtractor(), key_header=key_header)
 
 
-@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
 def test_compressed_responses_are_decoded_then_redacted(encoding: str) -> None:
-    """A gzip or deflate body is decoded before redaction, so its secrets are scrubbed."""
+    """A gzip, deflate, br or zstd body is decoded before redaction, so its secrets are scrubbed;
+    the record keeps it plain, without the content-encoding that no longer describes it."""
     plain = f'{{"choices":[{{"message":{{"content":"key {SECRET}"}}}}]}}'.encode()
-    packed = gzip.compress(plain) if encoding == "gzip" else __import__("zlib").compress(plain)
+    packed = gzip.compress(plain) if encoding == "gzip" else compress(plain, encoding)
     record, _ = builder().build(exchange(packed, encoding))
     assert record.response is not None
     text = record.response.body or ""
     assert SECRET not in text
     assert "[REDACTED]" in text
+    assert "content-encoding" not in record.response.headers
+
+
+def test_a_compressed_event_stream_keeps_each_chunks_arrival() -> None:
+    """A gzip SSE stream flushed per event decodes chunk by chunk: text, offsets and TTFT."""
+    ex = exchange(b"", "")
+    ex.request_body = type(ex.request_body)(1 << 20)
+    ex.request_body.add(b'{"model":"m","stream":true,"messages":[]}')
+    ex.response_headers = [(b"content-type", b"text/event-stream"), (b"content-encoding", b"gzip")]
+    ex.response_body = type(ex.response_body)(1 << 20)
+    ex.chunks = []
+    z = zlib.compressobj(wbits=31)
+    words = ["one", " two", " three"]
+    for i, word in enumerate(words):
+        event = f'data: {{"choices":[{{"index":0,"delta":{{"content":"{word}"}}}}]}}\n\n'
+        chunk = z.compress(event.encode()) + z.flush(zlib.Z_SYNC_FLUSH)
+        ex.response_body.add(chunk)
+        ex.chunks.append((10.0 * (i + 1), chunk))
+    tail = z.compress(b"data: [DONE]\n\n") + z.flush()
+    ex.response_body.add(tail)
+    ex.chunks.append((40.0, tail))
+    record, _ = builder().build(ex)
+    assert record.response is not None
+    assert record.response.stream
+    assert record.response.body == "one two three"
+    assert record.response.chunk_offsets_ms == [10.0, 20.0, 30.0]
+    assert record.timing.ttft_ms == 10.0
+
+
+def test_a_compressed_request_is_stored_decoded_without_its_coding_headers() -> None:
+    """The request body is stored plain; content-encoding and content-length are dropped."""
+    ex = exchange(b"{}", "")
+    body = b'{"model":"m","messages":[{"role":"user","content":"hi"}]}'
+    packed = compress(body, "zstd")
+    ex.request_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-encoding", b"zstd"),
+        (b"content-length", str(len(packed)).encode()),
+    ]
+    ex.request_body = type(ex.request_body)(1 << 20)
+    ex.request_body.add(packed)
+    record, _ = builder().build(ex)
+    assert record.request.body_bytes() == body
+    assert set(record.request.headers) == {"content-type"}
 
 
 def test_unreadable_encodings_are_not_captured() -> None:
-    """A body in an encoding shadow cannot decode is left out rather than stored unscrubbed."""
+    """A body that does not decode (br that is not br) is left out rather than stored unscrubbed."""
     record, _ = builder().build(exchange(b"\x8b\x00opaque-brotli-bytes " + SECRET.encode(), "br"))
     assert record.response is not None
     assert SECRET not in (record.response.body or "")

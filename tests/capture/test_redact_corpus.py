@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from urllib.parse import quote, quote_plus
 
+from capture.names import is_secret_name
 from capture.redact import Redactor
 from shadow.config import RedactionConfig
 from shadow.wire.credentials import CREDENTIAL_HEADERS, CREDENTIAL_PARAMS
@@ -200,7 +201,6 @@ PLAIN_DECOYS = [
     "$12.50",
     "-0.0451",
     "2024-01-15T10:30:00Z",
-    "+1-415-555-0123",
 ]
 
 
@@ -300,7 +300,11 @@ def _json_doc(rng: random.Random) -> Doc:
     return doc
 
 
-ORDINARY_PARAMS = [word for word in VOCABULARY if word.lower() not in CREDENTIAL_PARAMS]
+ORDINARY_PARAMS = [
+    word
+    for word in VOCABULARY
+    if word.lower() not in CREDENTIAL_PARAMS and not is_secret_name(word, True)
+]
 
 
 def _query_doc(rng: random.Random) -> Doc:

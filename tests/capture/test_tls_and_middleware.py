@@ -75,7 +75,7 @@ def test_sidecar_terminates_tls(cert_files: tuple[Path, Path, Path], tmp_path: P
             sink=FileSink(tmp_path / "out.jsonl"),
         )
         with BackgroundServer(
-            app, lifespan="on", ssl_certfile=str(cert), ssl_keyfile=str(key)
+            app, lifespan="on", ssl_certfile=str(cert), ssl_keyfile=str(key), proxy_headers=False
         ) as sidecar:
             reply = httpx.post(
                 sidecar.url + "/v1/chat/completions",
@@ -87,6 +87,9 @@ def test_sidecar_terminates_tls(cert_files: tuple[Path, Path, Path], tmp_path: P
     assert reply.status_code == 200
     assert recorder.seen["tls"].headers["x-forwarded-proto"] == "https"
     assert recorder.seen["tls"].headers["x-forwarded-for"] == "127.0.0.1"
+    assert recorder.seen["tls"].headers["forwarded"] == (
+        f'for=127.0.0.1;host="127.0.0.1:{sidecar.port}";proto=https'
+    )
     (record,) = read_jsonl(tmp_path / "out.jsonl")
     assert record.response is not None
     assert record.response.status == 200
@@ -151,3 +154,30 @@ def test_middleware_captures_a_starlette_app(tmp_path: Path) -> None:
     assert second.response.stream
     assert second.response.body == "one two three"
     assert second.timing.ttft_ms is not None
+
+
+def test_middleware_records_a_compressed_answer_decoded(tmp_path: Path) -> None:
+    """Around an app that gzips its answers, the record holds the plain body and usage."""
+    from starlette.middleware.gzip import GZipMiddleware
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    out = tmp_path / "gz.jsonl"
+    wrapped = CaptureMiddleware(
+        GZipMiddleware(app, minimum_size=10),
+        sink=FileSink(out),
+        capture=CaptureConfig(spool_dir=str(tmp_path / "spool")),
+    )
+    with BackgroundServer(wrapped, lifespan="on") as server, httpx.Client() as http:
+        reply = http.post(
+            server.url + "/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "hello " * 20}]},
+            headers={"accept-encoding": "gzip"},
+        )
+    assert reply.headers["content-encoding"] == "gzip"
+    (record,) = read_jsonl(out)
+    assert record.response is not None
+    assert "content-encoding" not in record.response.headers
+    assert record.response.body is not None
+    assert '"model":"in-process"' in record.response.body
+    assert record.usage is not None
+    assert record.usage.completion_tokens == 3

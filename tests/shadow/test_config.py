@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from shadow.config import (
-    INFERENCE_PATHS,
     ArmConfig,
     Config,
     GateRule,
@@ -24,6 +23,7 @@ from shadow.config import (
     parse_config,
 )
 from shadow.errors import ConfigError, UsageError
+from shadow.wire.routes import DEFAULT_ALLOW
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "shadow.toml"
 
@@ -48,7 +48,8 @@ def test_no_file_gives_the_defaults() -> None:
     config = load_config(None)
     assert config == Config()
     assert config.replay.speed == 1.0
-    assert config.replay.allowed_paths == INFERENCE_PATHS
+    assert config.replay.allow == DEFAULT_ALLOW
+    assert config.replay.routes().patterns == DEFAULT_ALLOW
     assert config.kafka.topic == "shadow.traces"
     assert config.kafka.idempotence is False
     assert config.capture.sampling.rate == 1.0

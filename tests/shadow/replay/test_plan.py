@@ -9,6 +9,7 @@ from shadow.errors import UsageError
 from shadow.replay.plan import Pacing, ReplayPlan
 from shadow.replay.sources import SourceItem
 from shadow.trace.record import HttpRequest, TraceRecord
+from shadow.wire.routes import RouteAllowList
 from tests.shadow.replay.fakes import T0, records
 
 ARMS = ("baseline", "candidate")
@@ -81,13 +82,14 @@ def test_the_dry_run_lists_what_is_sent_and_counts_what_is_not() -> None:
     ]
     items = [SourceItem(record=r, position=None) for r in mixed]
     plan = ReplayPlan.build(items, pacing=Pacing(), arms=ARMS)
-    dry = plan.dry_run(("/v1/chat/completions",))
+    dry = plan.dry_run(RouteAllowList(["POST /v1/chat/completions"]))
     assert [row.trace_id for row in dry.rows] == ["x0", "x2"]
     assert dry.skipped == 1
+    assert dry.skipped_by_reason == {"skipped_path": 1}
     assert dry.headers_dropped == ["authorization"]
     lines = dry.lines()
     assert "tenant=acme" in lines[1]
     assert lines[-1] == (
-        "2 records to baseline, candidate over 1.0 s; 1 skipped (path not allowed); "
+        "2 records to baseline, candidate over 1.0 s; 1 skipped (skipped_path: 1); "
         "headers not replayed: authorization"
     )

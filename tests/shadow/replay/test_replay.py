@@ -111,7 +111,8 @@ async def test_replays_a_trace_window_with_one_result_per_trace_per_arm(
     assert models["baseline"] == ["shadow-large"]
     assert set(models["candidate"]) == {"shadow-large", "shadow-small"}
     lags = replayer.stats.lags_ms
-    assert len(lags) == len(window)  # a lag for every send, late ones counted, never hidden
+    # A lag for every first attempt on each arm (as stored), late ones counted, never hidden.
+    assert len(lags) == 2 * len(window)
     assert replayer.stats.late == sum(lag > 5.0 for lag in lags)
     assert all(a.ok == len(window) for a in replayer.stats.arms.values())
 
@@ -204,7 +205,7 @@ async def test_the_budget_cap_stops_the_run(
 
 
 def test_captured_credentials_are_never_replayed(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Captured Authorization/cookies are dropped; the arm's key comes from its env variable."""
+    """Captured headers are not replayed (only pass_headers); the arm's key comes from its env."""
     record = TraceRecord(
         trace_id="t",
         captured_at=1,
@@ -228,11 +229,12 @@ def test_captured_credentials_are_never_replayed(monkeypatch: pytest.MonkeyPatch
         body_overrides={"model": "small-v2", "metadata.route": "b"},
     )
     target = HttpTarget("candidate", arm)
-    request = build_request(record, arm, secret=target._secret)
+    request = build_request(record, arm, secret=target._secret, pass_headers=["x-tenant"])
     assert request.headers["authorization"] == "Bearer sk-candidate-own"
     assert "cookie" not in request.headers
     assert "x-custom" not in request.headers
-    assert request.headers["x-tenant"] == "acme"
+    assert request.headers["x-tenant"] == "acme"  # named in pass_headers
+    assert "x-tenant" not in build_request(record, arm, secret=None).headers
     assert request.headers["x-arm"] == "candidate"
     body = json.loads(request.body)
     assert body["model"] == "small-v2"
@@ -262,7 +264,7 @@ def test_paths_outside_the_allow_list_are_skipped_and_counted(tmp_path: Path) ->
     assert "t0" in result.stdout
     assert "/admin/delete" not in result.stdout
     assert "1 records to baseline, candidate" in result.stdout
-    assert "2 skipped (path not allowed)" in result.stdout
+    assert "2 skipped (skipped_path: 2)" in result.stdout
 
 
 def run_cli(*args: str) -> subprocess.Popen[str]:

@@ -114,7 +114,7 @@ async def test_dispatch_outside_run_is_refused(tmp_path: Path) -> None:
         )
         item = SourceItem(record=records(1)[0], position=None)
         with pytest.raises(RuntimeError, match="only valid while"):
-            await fanout.dispatch(item, ["baseline"], due=0.0, scheduled_at=0.0, lag_ms=0.0)
+            await fanout.dispatch(item, ["baseline"], due=0.0, scheduled_at=0.0)
     store.close()
 
 

@@ -32,7 +32,7 @@ def test_capture_redacts_every_credential_parameter_in_any_case() -> None:
 
 
 def test_replay_never_sends_a_credential_or_account_header() -> None:
-    """Captured values that escaped redaction are still dropped by replay, names from the list."""
+    """Captured values that escaped redaction are never sent, even if pass_headers names them."""
     never = CREDENTIAL_HEADERS | ACCOUNT_HEADERS
     record = TraceRecord(
         trace_id="t",
@@ -44,6 +44,10 @@ def test_replay_never_sends_a_credential_or_account_header() -> None:
             body='{"model": "m", "messages": []}',
         ),
     )
-    request = build_request(record, ArmConfig(url="http://127.0.0.1:9"), secret=None)
+    arm = ArmConfig(url="http://127.0.0.1:9")
+    request = build_request(record, arm, secret=None)
     assert never.isdisjoint(request.headers)
-    assert request.headers["x-tenant"] == "acme"
+    assert "x-tenant" not in request.headers  # no captured header goes on unless passed
+    passed = build_request(record, arm, secret=None, pass_headers=["x-tenant", *sorted(never)])
+    assert never.isdisjoint(passed.headers)  # not even when a pass-through list names them
+    assert passed.headers["x-tenant"] == "acme"
