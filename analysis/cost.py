@@ -198,14 +198,18 @@ PRICE_COLUMNS: Final = (
 )
 """The columns of the ``prices`` table that :data:`REPRICED_COST_SQL` joins (one row per tier)."""
 
-REPRICED_COST_SQL: Final = """
-    (greatest(coalesce(r.prompt_tokens, 0) - least(coalesce(r.cached_tokens, 0),
-        coalesce(r.prompt_tokens, 0)), 0) * p.input
-     + least(coalesce(r.cached_tokens, 0), coalesce(r.prompt_tokens, 0)) * p.cached_input
+_PROMPT: Final = "coalesce(r.prompt_tokens, 0)"
+_CACHED: Final = f"least(coalesce(r.cached_tokens, 0), {_PROMPT})"
+_WRITTEN: Final = f"least(coalesce(r.cache_write_tokens, 0), {_PROMPT} - {_CACHED})"
+REPRICED_COST_SQL: Final = f"""
+    (({_PROMPT} - {_CACHED} - {_WRITTEN}) * p.input
+     + {_CACHED} * p.cached_input
+     + {_WRITTEN} * p.cache_write_input
      + coalesce(r.completion_tokens, 0) * p.output) / 1e6
 """
-"""An attempt's cost from its tokens and its tier's row ``p`` of the prices table (results
-record no cache-write tokens yet, so ``cache_write_input`` is not used here). Join with
+"""An attempt's cost from its tokens and its tier's row ``p`` of the prices table, as
+:meth:`shadow.replay.pricing.PricingTable.cost` computes it: cached tokens capped at the prompt,
+cache writes at the prompt left after them, the rest at the input price. Join with
 ``ASOF LEFT JOIN prices AS p ON p.model = r.model AND coalesce(r.prompt_tokens, 0) >
 p.above_tokens``: the highest tier the prompt is above, the base row's threshold being −1."""
 

@@ -1,5 +1,8 @@
 """One captured exchange: raw facts gathered on the live path, turned into a TraceRecord later.
 
+The record's answer, TTFT, chunk offsets and usage are read in the wire format the request's
+path names (:func:`shadow.wire.formats.format_for`: OpenAI, Azure OpenAI, Anthropic, Gemini).
+
 The live path only appends bytes (up to the body cap) and reads clocks into an
 :class:`Exchange`. Everything that costs CPU (JSON parsing, SSE reassembly, redaction, slice
 extraction, encoding) happens in :class:`RecordBuilder`, which the tee worker runs off the
@@ -19,7 +22,7 @@ from capture.slices import SliceExtractor
 from shadow.trace.record import HttpRequest, HttpResponse, Timing, TraceRecord, body_fields
 from shadow.wire.encoding import BodyDecoder, Undecodable
 from shadow.wire.sse import StreamSummary, is_event_stream, reassemble
-from shadow.wire.usage import extract_usage
+from shadow.wire.usage import extract_usage, output_text
 
 __all__ = ["Exchange", "RecordBuilder", "TraceIds"]
 
@@ -150,10 +153,16 @@ class RecordBuilder:
         stream: StreamSummary | None = None
         if streamed and resp.note is None:
             stream = reassemble(
-                [(at, part) for (at, _), part in zip(chunks, resp.parts, strict=True)]
+                [(at, part) for (at, _), part in zip(chunks, resp.parts, strict=True)],
+                path=ex.path,
             )
-        slices = self.slices.extract(req_headers, req_raw)
-        usage = extract_usage(req_raw, resp_raw, stream, ex.status or 0)
+        # The request's path picks the wire format (shadow.wire.formats): OpenAI, Azure OpenAI,
+        # Anthropic or Gemini; usage is normalised to one convention (TraceRecord v1).
+        usage = extract_usage(req_raw, resp_raw, stream, ex.status or 0, path=ex.path)
+        slices = self.slices.extract(
+            req_headers, req_raw, path=ex.path, status=ex.status, response=resp_raw,
+            stream=stream, streamed=streamed, usage=usage,
+        )  # fmt: skip
         key = ex.trace_id.encode()
         if self.key_header and self.key_header in req_headers:
             key = req_headers[self.key_header].encode("utf-8", "replace")
@@ -172,7 +181,8 @@ class RecordBuilder:
         response: HttpResponse | None = None
         if ex.status is not None:
             if stream is not None:
-                text = red.text(stream.text).encode()
+                # the answer's text, or with tool calls the JSON document output_text gives
+                text = red.text(output_text(b"", stream) or "").encode()
                 body = _body(text, resp.truncated)
             else:
                 plain = resp.note or resp_raw

@@ -52,6 +52,7 @@ def production_attempt(item: SourceItem) -> Attempt:
         attempt.prompt_tokens = usage.prompt_tokens
         attempt.completion_tokens = usage.completion_tokens
         attempt.cached_tokens = usage.cached_tokens
+        attempt.cache_write_tokens = usage.cache_write_tokens
     if response is not None:
         attempt.status = response.status
         attempt.chunk_offsets_ms = response.chunk_offsets_ms

@@ -46,6 +46,8 @@ class ResultRow:
     cost_usd: float | None = None
     output_text: str | None = None
     chunk_offsets_ms: Sequence[float] | None = None
+    cache_write_tokens: int | None = None
+    """Prompt tokens written to the provider's prompt cache (part of ``prompt_tokens``)."""
 
     def __post_init__(self) -> None:
         if self.arm not in ARMS:

@@ -20,6 +20,7 @@ import duckdb
 from shadow.errors import UsageError
 
 __all__ = [
+    "ADDED_COLUMNS",
     "COLUMNS",
     "END_STATUSES",
     "KEYS",
@@ -37,6 +38,7 @@ __all__ = [
     "columns_sql",
     "migrate",
     "open_error",
+    "present_columns",
     "sql_str",
     "user_tables",
 ]
@@ -56,6 +58,7 @@ RESULT_COLUMNS: Final = (
     ("error", "VARCHAR"), ("model", "VARCHAR"), ("prompt_tokens", "INTEGER"),
     ("completion_tokens", "INTEGER"), ("cached_tokens", "INTEGER"), ("cost_usd", "DOUBLE"),
     ("output_text", "VARCHAR"), ("chunk_offsets_ms", "DOUBLE[]"),
+    ("cache_write_tokens", "INTEGER"),
 )
 TRACE_COLUMNS: Final = (
     ("run_id", "VARCHAR"), ("trace_id", "VARCHAR"), ("captured_at", "BIGINT"),
@@ -76,6 +79,10 @@ KEYS: Final = {
 """The primary key of each row table: writing a key again replaces its row."""
 COLUMNS: Final = {"results": RESULT_COLUMNS, "traces": TRACE_COLUMNS}
 """The row tables and their columns, in order."""
+ADDED_COLUMNS: Final[dict[str, tuple[str, ...]]] = {"results": ("cache_write_tokens",)}
+"""Columns a table gained within schema version 1, last in its column order: a store written
+before lacks them. Opening a DuckDB file to write adds them (:func:`migrate`); reading a file
+or Parquet parts without them reads NULL (not reported)."""
 
 
 def columns_sql(columns: Sequence[tuple[str, str]]) -> str:
@@ -116,12 +123,27 @@ def check_status(status: str) -> None:
         raise ValueError(f"status is {status!r}; it must be one of {', '.join(END_STATUSES)}")
 
 
+def present_columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> set[str]:
+    """The names of ``table``'s columns in ``database``."""
+    sql = "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND table_name = ?"
+    return {str(row[0]) for row in con.execute(sql, [database, table]).fetchall()}
+
+
 def migrate(con: duckdb.DuckDBPyConnection) -> None:
-    """Let an existing store's ``runs`` table take every status of :data:`END_STATUSES`.
+    """Bring an existing version-1 store up to date: the columns of :data:`ADDED_COLUMNS` are
+    added (NULL in the rows already there), and the ``runs`` table takes every status of
+    :data:`END_STATUSES`.
 
     A version-1 file created before a status was added has a CHECK that refuses it; DuckDB
     cannot alter a CHECK, so the table is rebuilt, rows kept, in one transaction.
     """
+    database = str(con.execute("SELECT current_database()").fetchall()[0][0])
+    for table, added in ADDED_COLUMNS.items():
+        present = present_columns(con, database, table)
+        types = dict(COLUMNS[table])
+        for name in added:
+            if name not in present:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {types[name]}").complete()
     checks = con.execute(
         "SELECT expression FROM duckdb_constraints() WHERE database_name = current_database()"
         " AND table_name = 'runs' AND constraint_type = 'CHECK'"
@@ -169,9 +191,9 @@ def check_schema(
         )
     check_version(version, path)
     for table, columns in COLUMNS.items():
-        sql = "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND table_name = ?"
-        present = {str(row[0]) for row in con.execute(sql, [database, table]).fetchall()}
-        missing = [name for name, _ in columns if name not in present]
+        present = present_columns(con, database, table)
+        added = ADDED_COLUMNS.get(table, ())
+        missing = [name for name, _ in columns if name not in present and name not in added]
         if missing:
             raise UsageError(
                 f"{path}: table {table} lacks column(s) {', '.join(missing)}; the file was "

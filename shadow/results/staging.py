@@ -66,7 +66,7 @@ def result_tuples(rows: Sequence[ResultRow]) -> Rows:
     out = []
     for row in rows:
         v = _RESULT_FIELDS(row)
-        out.append((*v[:4], _json_map(v[4]), *v[5:19], _json_list(v[19])))
+        out.append((*v[:4], _json_map(v[4]), *v[5:19], _json_list(v[19]), *v[20:]))
     return out
 
 

@@ -17,12 +17,14 @@ import duckdb
 
 from shadow.errors import UsageError
 from shadow.results.schema import (
+    ADDED_COLUMNS,
     COLUMNS,
     KEYS,
     RUN_COLUMNS,
     check_marker,
     check_schema,
     open_error,
+    present_columns,
     sql_str,
     user_tables,
 )
@@ -62,8 +64,12 @@ def results_relation(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str
         con.execute(f"DETACH DATABASE {_ATTACHED}").complete()
         raise
     for name in ("results", "traces", "runs"):
+        select = "*"
+        if name in COLUMNS:  # a file written before a column was added reads it as NULL
+            present = present_columns(con, _ATTACHED, name)
+            select = _select(COLUMNS[name], present, cast=False)
         con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {_ATTACHED}.main.{name}"  # noqa: S608
+            f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {select} FROM {_ATTACHED}.main.{name}"  # noqa: S608
         ).complete()
 
 
@@ -84,9 +90,13 @@ def _parquet_views(con: duckdb.DuckDBPyConnection, base: str, *, remote: bool) -
         if glob is None:
             sql = _empty_select(columns)
         else:
-            casts = ", ".join(f"CAST({n} AS {t}) AS {n}" for n, t in columns)
+            parts = f"read_parquet({glob}, union_by_name = true)"
+            present = None
+            if table in ADDED_COLUMNS:  # parts written before a column was added lack it
+                present = _parquet_columns(con, parts, f"{base}/{table}")
+            casts = _select(columns, present, cast=True)
             sql = (
-                f"SELECT {casts} FROM read_parquet({glob}, union_by_name = true)"  # noqa: S608
+                f"SELECT {casts} FROM {parts}"  # noqa: S608
                 f" QUALIFY row_number() OVER (PARTITION BY {', '.join(KEYS[table])}"
                 " ORDER BY _written_at DESC NULLS LAST) = 1"
             )
@@ -109,6 +119,29 @@ def _create_view(con: duckdb.DuckDBPyConnection, name: str, sql: str, where: str
         raise UsageError(
             f"cannot read the results in {where}: {first}; is a part damaged?"
         ) from None
+
+
+def _select(columns: Sequence[tuple[str, str]], present: set[str] | None, *, cast: bool) -> str:
+    """The select list of ``columns``: each one read (cast to its type when ``cast``), or NULL
+    when ``present`` (the source's columns; None: all there) lacks it."""
+    out = []
+    for name, sql_type in columns:
+        if present is not None and name not in present:
+            out.append(f"CAST(NULL AS {sql_type}) AS {name}")
+        else:
+            out.append(f"CAST({name} AS {sql_type}) AS {name}" if cast else name)
+    return ", ".join(out)
+
+
+def _parquet_columns(con: duckdb.DuckDBPyConnection, parts: str, where: str) -> set[str]:
+    try:
+        rows = con.execute(f"DESCRIBE SELECT * FROM {parts}").fetchall()  # noqa: S608
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0]
+        raise UsageError(
+            f"cannot read the results in {where}: {first}; is a part damaged?"
+        ) from None
+    return {str(row[0]) for row in rows}
 
 
 def _empty_select(columns: Sequence[tuple[str, str]]) -> str:

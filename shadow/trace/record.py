@@ -107,8 +107,9 @@ class HttpRequest(HttpMessage, kw_only=True):
 class HttpResponse(HttpMessage, kw_only=True):
     """The response the upstream returned.
 
-    For Server-Sent Events (``stream``), ``body`` is the reassembled content text and
-    ``chunk_offsets_ms`` the arrival time of each content chunk after the first request byte.
+    For Server-Sent Events (``stream``), ``body`` is the reassembled answer text (with tool
+    calls, the JSON document of :func:`shadow.wire.usage.output_text`) and ``chunk_offsets_ms``
+    the arrival time of each content chunk (answer text) after the first request byte.
     """
 
     status: int
@@ -135,16 +136,33 @@ class Timing(_Struct, kw_only=True):
 
 
 class Usage(_Struct, kw_only=True):
-    """Token usage from the response; ``estimated`` when the response did not report it."""
+    """Token usage from the response; ``estimated`` when the response did not report it.
+
+    One convention whatever the API (docs/architecture.md, "TraceRecord v1"):
+    ``prompt_tokens`` counts all input, cache reads and cache writes included (as OpenAI counts
+    it; Anthropic's is ``input_tokens`` + ``cache_read_input_tokens`` +
+    ``cache_creation_input_tokens``), ``cached_tokens`` the cache reads, ``cache_write_tokens``
+    the cache writes, ``completion_tokens`` all output (reasoning included),
+    ``reasoning_tokens`` the reasoning part where reported. ``model`` is the model the response
+    reports (Gemini's ``modelVersion``), else the requested one.
+    """
 
     model: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
     estimated: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("prompt_tokens", "completion_tokens", "cached_tokens"):
+        for name in (
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+        ):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} is {value}; it must be >= 0")

@@ -2,8 +2,11 @@
 routes.
 
 Capture, replay and mirror read responses only through this package, so a format is taught
-to shadow in one place: :mod:`~shadow.wire.sse` detects and reassembles a server-sent-event
-stream, :mod:`~shadow.wire.usage` finds token usage and the answer's text,
+to shadow in one place: :mod:`~shadow.wire.formats` holds one module per wire format (OpenAI
+Chat Completions, Completions, Embeddings and Responses, Azure OpenAI's paths of them,
+Anthropic Messages, Gemini generateContent) behind one interface, picked from the request's
+path; :mod:`~shadow.wire.sse` detects and reassembles a server-sent-event stream,
+:mod:`~shadow.wire.usage` finds token usage and the answer's text,
 :mod:`~shadow.wire.tokens` is the rule that estimates tokens when a response reports none,
 :mod:`~shadow.wire.encoding` undoes content codings (gzip, deflate, br, zstd) for the record,
 :mod:`~shadow.wire.credentials` names the headers and parameters that carry credentials

@@ -1,4 +1,4 @@
-"""Reassemble an OpenAI-style Server-Sent-Events response from the raw chunks the sidecar saw.
+"""Reassemble a Server-Sent-Events response from the raw chunks the sidecar saw.
 
 The sidecar forwards upstream bytes untouched and keeps a copy of each chunk with its arrival
 offset (milliseconds after the first request byte). :func:`reassemble` parses that copy after
@@ -8,16 +8,13 @@ the ``\\r`` and the ``\\n``; a line starting with ``:`` is a comment; several ``
 of one event join with ``\\n``; a blank line dispatches the event; an event the stream ends in
 the middle of is discarded. ``data: [DONE]`` ends an OpenAI stream; anything after it is ignored.
 
-Understood payloads:
-
-- chat completion chunks: ``choices[i].delta.content`` and ``delta.tool_calls`` (of the choice
-  with ``index`` 0), ``finish_reason``, ``model``, and the ``usage`` chunk that
-  ``stream_options.include_usage`` adds;
-- legacy completion chunks: ``choices[i].text``;
-- Responses API events: ``response.output_text.delta``, function calls from
-  ``response.output_item.done``, and model and usage from ``response.completed`` (or
-  ``response.incomplete`` / ``response.failed``), whose ``incomplete_details.reason`` or else
-  ``status`` becomes the finish reason.
+Each event's JSON payload goes to the stream's wire format (:mod:`shadow.wire.formats`, picked
+by the request's path or named; OpenAI's by shape when neither is given), which says what it
+carries: OpenAI chat and legacy completion chunks and Responses API events, Anthropic Messages
+events (``message_start`` … ``message_stop``), Gemini ``streamGenerateContent?alt=sse`` chunks.
+``event:`` lines are not needed: every one of these APIs repeats the event's kind in its payload.
+Content, whose first piece is the TTFT, is answer text only (see
+:mod:`shadow.wire.formats.base`).
 
 Nothing here raises on bad input: a payload that is not a JSON object is counted in
 :attr:`StreamSummary.malformed` and skipped.
@@ -31,11 +28,13 @@ from typing import Any
 
 import msgspec
 
+from shadow.wire.formats.base import FormatName, StreamState, WireFormat
+from shadow.wire.formats.registry import format_for
+
 __all__ = ["StreamSummary", "is_event_stream", "reassemble"]
 
 _BOM = b"\xef\xbb\xbf"
 _DONE = b"[DONE]"
-_RESPONSE_END_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -51,7 +50,8 @@ class StreamSummary:
     ttft_ms: float | None = None
     """Arrival offset of the first content event; None when no content arrived."""
     usage: dict[str, Any] | None = None
-    """The ``usage`` object of the last event that had one (the final usage chunk)."""
+    """The stream's usage object in its format's naming: the last one an event carried
+    (Anthropic's: ``message_start``'s, updated by each ``message_delta``'s cumulative counts)."""
     model: str | None = None
     finish_reason: str | None = None
     events: int = 0
@@ -60,6 +60,10 @@ class StreamSummary:
     """The stream sent ``data: [DONE]``."""
     malformed: int = 0
     """Data payloads that were not a JSON object."""
+    error: str | None = None
+    """The error an event reported mid-stream (Anthropic's ``error`` event), else None."""
+    format: FormatName = "openai"
+    """The wire format the events were read in (its :attr:`usage` is in that format's naming)."""
 
 
 def is_event_stream(content_type: str) -> bool:
@@ -67,13 +71,20 @@ def is_event_stream(content_type: str) -> bool:
     return content_type.partition(";")[0].strip().lower() == "text/event-stream"
 
 
-def reassemble(chunks: Sequence[tuple[float, bytes]]) -> StreamSummary:
+def reassemble(
+    chunks: Sequence[tuple[float, bytes]],
+    *,
+    path: str | None = None,
+    fmt: FormatName | WireFormat | None = None,
+) -> StreamSummary:
     """Parse raw SSE ``chunks`` of ``(offset_ms, bytes)`` into a :class:`StreamSummary`.
 
-    An event's arrival time is the offset of the chunk in which its terminating blank line
-    arrived. Chunk boundaries may fall anywhere, including inside a line or a UTF-8 character.
+    The events are read in the format ``fmt`` names, else the one of the request's ``path``
+    (:func:`shadow.wire.formats.format_for`), else as any OpenAI format. An event's arrival
+    time is the offset of the chunk in which its terminating blank line arrived. Chunk
+    boundaries may fall anywhere, including inside a line or a UTF-8 character.
     """
-    state = _State()
+    state = _State(format_for(path, fmt))
     pending: list[bytes] = []  # the start of a line whose terminator has not arrived yet
     skip_lf = False  # the previous chunk ended in "\r": a leading "\n" completes that "\r\n"
     for offset, chunk in chunks:
@@ -104,53 +115,35 @@ def reassemble(chunks: Sequence[tuple[float, bytes]]) -> StreamSummary:
 
 
 class _State:
-    """The parser's and the summariser's running state for one stream."""
+    """The SSE parser's running state for one stream; the format folds the payloads."""
 
-    __slots__ = (
-        "data",
-        "done",
-        "events",
-        "finish_reason",
-        "first_line",
-        "malformed",
-        "model",
-        "offsets",
-        "text",
-        "tools",
-        "usage",
-    )
+    __slots__ = ("data", "done", "events", "first_line", "fmt", "malformed", "read")
 
-    def __init__(self) -> None:
+    def __init__(self, fmt: WireFormat) -> None:
+        self.fmt = fmt
+        self.read = StreamState()
         self.first_line = True
         self.data: list[bytes] = []
         self.events = 0
         self.done = False
         self.malformed = 0
-        self.text: list[str] = []
-        self.offsets: list[float] = []
-        self.tools: dict[int, list[str]] = {}  # index -> [name, arguments]
-        self.usage: dict[str, Any] | None = None
-        self.model: str | None = None
-        self.finish_reason: str | None = None
 
     def summary(self) -> StreamSummary:
+        read = self.read
         return StreamSummary(
-            text="".join(self.text),
-            tool_calls=[
-                {"name": name, "arguments": arguments}
-                for _, (name, arguments) in sorted(self.tools.items())
-            ],
-            chunk_offsets_ms=self.offsets,
-            ttft_ms=self.offsets[0] if self.offsets else None,
-            usage=self.usage,
-            model=self.model,
-            finish_reason=self.finish_reason,
+            text="".join(read.text),
+            tool_calls=read.tool_calls(),
+            chunk_offsets_ms=read.offsets,
+            ttft_ms=read.offsets[0] if read.offsets else None,
+            usage=read.usage,
+            model=read.model,
+            finish_reason=read.finish_reason,
             events=self.events,
             done=self.done,
             malformed=self.malformed,
+            error=read.error,
+            format=self.fmt.name,
         )
-
-    # -- the SSE line protocol ----------------------------------------------------------------
 
     def line(self, line: bytes, offset: float) -> None:
         if self.first_line:
@@ -168,7 +161,7 @@ class _State:
         if name == b"data":
             self.data.append(value)
         # "id" and "retry" matter to a reconnecting browser, not to a captured exchange; "event"
-        # names are not needed: the Responses API repeats them in the payload's "type".
+        # names are not needed: each API repeats them in the payload's "type".
 
     def dispatch(self, offset: float) -> None:
         data, self.data = self.data, []
@@ -186,86 +179,4 @@ class _State:
         if not isinstance(obj, dict):
             self.malformed += 1
             return
-        kind = obj.get("type")
-        if isinstance(kind, str) and kind.startswith("response."):
-            self.responses_event(kind, obj, offset)
-        else:
-            self.completion_chunk(obj, offset)
-
-    # -- payloads -----------------------------------------------------------------------------
-
-    def content(self, piece: object, offset: float) -> None:
-        if isinstance(piece, str) and piece:
-            self.text.append(piece)
-            self.offsets.append(offset)
-
-    def completion_chunk(self, obj: dict[str, Any], offset: float) -> None:
-        model = obj.get("model")
-        if self.model is None and isinstance(model, str) and model:
-            self.model = model
-        usage = obj.get("usage")
-        if isinstance(usage, dict):
-            self.usage = usage
-        choices = obj.get("choices")
-        if not isinstance(choices, list):
-            return
-        for choice in choices:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue  # with n > 1 each chunk carries one choice; summarise the first
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                self.content(delta.get("content"), offset)
-                calls = delta.get("tool_calls")
-                if isinstance(calls, list):
-                    self.tool_call_deltas(calls)
-            else:
-                self.content(choice.get("text"), offset)
-            finish = choice.get("finish_reason")
-            if isinstance(finish, str) and finish:
-                self.finish_reason = finish
-
-    def tool_call_deltas(self, calls: list[Any]) -> None:
-        for call in calls:
-            if not isinstance(call, dict):
-                continue
-            index = call.get("index", 0)
-            function = call.get("function")
-            if not isinstance(index, int) or not isinstance(function, dict):
-                continue
-            slot = self.tools.setdefault(index, ["", ""])
-            name = function.get("name")
-            # OpenAI sends the name once; some servers repeat it in every delta.
-            if isinstance(name, str) and name != slot[0]:
-                slot[0] += name
-            arguments = function.get("arguments")
-            if isinstance(arguments, str):
-                slot[1] += arguments
-
-    def responses_event(self, kind: str, obj: dict[str, Any], offset: float) -> None:
-        if kind == "response.output_text.delta":
-            self.content(obj.get("delta"), offset)
-        elif kind == "response.output_item.done":
-            item = obj.get("item")
-            if isinstance(item, dict) and item.get("type") == "function_call":
-                name, arguments = item.get("name"), item.get("arguments")
-                self.tools[len(self.tools)] = [
-                    name if isinstance(name, str) else "",
-                    arguments if isinstance(arguments, str) else "",
-                ]
-        elif kind in _RESPONSE_END_EVENTS or kind == "response.created":
-            response = obj.get("response")
-            if not isinstance(response, dict):
-                return
-            model = response.get("model")
-            if self.model is None and isinstance(model, str) and model:
-                self.model = model
-            usage = response.get("usage")
-            if isinstance(usage, dict):
-                self.usage = usage
-            if kind in _RESPONSE_END_EVENTS:
-                status = response.get("status")
-                details = response.get("incomplete_details")
-                reason = details.get("reason") if isinstance(details, dict) else None
-                finish = reason if isinstance(reason, str) else status
-                if isinstance(finish, str):
-                    self.finish_reason = finish
+        self.fmt.event(self.read, obj, offset)

@@ -196,13 +196,17 @@ def test_reprice_applies_tiers_and_leaves_unknown_models_null(tmp_path: Path) ->
         _row(0, "baseline", model="g", prompt_tokens=250_000, completion_tokens=2_000),
         _row(1, "baseline", model="g", prompt_tokens=100_000, completion_tokens=0),
         _row(2, "baseline", model="gpt-9"),
-    ]
+        _row(3, "baseline", model="g", prompt_tokens=10_000, completion_tokens=100,
+             cached_tokens=6_000, cache_write_tokens=3_000),
+    ]  # fmt: skip
     run = _store(tmp_path / "tiers.duckdb", rows)
     table = PricingTable(
         {
             "g": ModelPrice(
                 input=1.25,
                 output=10.0,
+                cached_input=0.125,
+                cache_write_input=1.5,
                 tiers=(PriceTier(above_tokens=200_000, input=2.5, output=15.0),),
             )
         }
@@ -219,6 +223,11 @@ def test_reprice_applies_tiers_and_leaves_unknown_models_null(tmp_path: Path) ->
     assert costs["t0"] == pytest.approx((250_000 * 2.5 + 2_000 * 15.0) / 1e6)
     assert costs["t1"] == pytest.approx(100_000 * 1.25 / 1e6)
     assert costs["t2"] is None
+    # cache reads and writes at their own prices, the rest of the prompt at the input price
+    assert costs["t3"] == pytest.approx(
+        (1_000 * 1.25 + 6_000 * 0.125 + 3_000 * 1.5 + 100 * 10.0) / 1e6
+    )
+    assert costs["t3"] == pytest.approx(table.cost("g", 10_000, 100, 6_000, 3_000))
     assert repriced.unknown_models == {"gpt-9"}
 
 

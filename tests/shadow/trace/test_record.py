@@ -183,7 +183,7 @@ def test_unknown_fields_are_ignored_at_top_level_and_nested() -> None:
     data["request"]["priority"] = "high"
     data["response"]["trailers"] = {"x": "y"}
     data["timing"]["queue_ms"] = 3.0
-    data["usage"]["reasoning_tokens"] = 7
+    data["usage"]["audio_tokens"] = 7  # not a Usage field (reasoning_tokens now is)
     assert decode(json.dumps(data)) == chat_record()
 
 
