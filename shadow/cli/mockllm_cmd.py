@@ -1,4 +1,4 @@
-"""``shadow mock-llm``: the simulated OpenAI-compatible model server in the foreground."""
+"""``shadow mock-llm``: the simulated model server (OpenAI, Anthropic, Gemini) in the foreground."""
 
 from __future__ import annotations
 
@@ -81,10 +81,12 @@ def command(
     slots: int | None,
     time_scale: float,
 ) -> None:
-    """Run an OpenAI-compatible simulated model server until Ctrl-C or SIGTERM.
+    """Run a simulated model server until Ctrl-C or SIGTERM.
 
-    Serves POST /v1/chat/completions and /v1/completions (streaming or not, with
-    stream_options.include_usage), GET /v1/models and GET /health. Answers are deterministic
+    Speaks OpenAI (POST /v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings,
+    Azure's /openai/deployments/{d}/...), Anthropic (POST /v1/messages) and Gemini (POST
+    /v1beta/models/{m}:generateContent and :streamGenerateContent?alt=sse), streaming or not,
+    with the same models; GET /v1/models and GET /health. Answers are deterministic
     from (prompt, --seed, model); temperature > 0 (the default is 1, as with OpenAI) varies a
     few words per call, the noise a baseline_repeat arm measures. Latency: TTFT = base +
     prefill per prompt token, then a decode time per output token; a fixed number of slots

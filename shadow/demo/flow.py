@@ -7,12 +7,14 @@ Each part is the real command in its own process, on 127.0.0.1 and a free port:
    short, easy prompts to a small model, long or hard ones to the large, the classic cost
    migration);
 3. ``shadow capture`` in front of the baseline, teeing to the topic ``shadow.traces``;
-4. the packaged window of the Azure LLM code trace through the sidecar with the OpenAI SDK, at
-   the recorded gaps divided by ``--speed`` (:mod:`shadow.demo.traffic`);
+4. the packaged window of the Azure LLM code trace through the sidecar with the OpenAI SDK (and
+   every fifth request with the Anthropic SDK, to ``/v1/messages``), at the recorded gaps
+   divided by ``--speed`` (:mod:`shadow.demo.traffic`);
 5. ``shadow replay kafka://.../shadow.traces --repeat-baseline``: baseline, candidate and the
    baseline again (its noise floor), at the captured rate;
-6. what ``shadow analyze --by size``, ``shadow gate`` with the demo's rules and ``shadow report``
-   give, computed in this process with one embedder (:mod:`shadow.demo.analysis`).
+6. what ``shadow analyze --by size``, ``shadow gate`` with the demo's rules and ``shadow report
+   --by size,format`` give, computed in this process with one embedder
+   (:mod:`shadow.demo.analysis`).
 
 The servers are :mod:`shadow.demo.stack`; every child is stopped on every exit path
 (:mod:`shadow.demo.processes`), and the first Ctrl-C stops them all and exits 130. A gate
@@ -41,18 +43,22 @@ from rich.text import Text
 from shadow.demo.processes import Children, DemoError, busy_workers, in_thread, together
 from shadow.demo.stack import TOPIC, Stack
 from shadow.demo.steps import Steps
-from shadow.demo.traffic import DriveStats, data_file, demo_records, drive
+from shadow.demo.traffic import ANTHROPIC_EVERY, DriveStats, data_file, demo_records, drive
 from shadow.errors import UsageError
 from shadow.trace.record import TraceRecord
 
 if TYPE_CHECKING:
     from analysis.embedders.base import Embedder
 
-__all__ = ["BY", "DEFAULT_SPEED", "LOAD_TIME_SCALE", "TOPIC", "DemoError", "DemoOptions",
-           "busy_workers", "run"]  # fmt: skip
+__all__ = ["BY", "DEFAULT_SPEED", "LOAD_TIME_SCALE", "REPORT_BY", "TOPIC", "DemoError",
+           "DemoOptions", "busy_workers", "run"]  # fmt: skip
 
 BY = ("size",)
 """The slice the summary, gate and report break results down by: where the routing differs."""
+
+REPORT_BY = ("size", "format")
+"""The report also breaks results down by wire format (OpenAI Chat or Anthropic Messages: the
+``format`` slice capture adds to every record), to show the mixed-format traffic."""
 
 DEFAULT_SPEED = 2.0
 """Traffic goes out at twice the recorded rate: the 33 s window takes 16 s to drive and 16 s
@@ -219,8 +225,8 @@ class _Demo:
     async def _traffic(self, steps: Steps, records: list[TraceRecord]) -> DriveStats:
         total = len(records)
         text = (
-            f"driving {total} requests through the sidecar with the OpenAI SDK "
-            f"(recorded gaps / {self.options.speed:g})"
+            f"driving {total} requests through the sidecar with the OpenAI SDK, every "
+            f"{ANTHROPIC_EVERY}th with the Anthropic SDK (recorded gaps / {self.options.speed:g})"
         )
         with steps.step("traffic", text, total=total) as step:
 
@@ -249,9 +255,10 @@ class _Demo:
                 )
             p50, p99 = stats.latency_ms(0.5), stats.latency_ms(0.99)
             errors = f", errors: {_counts(stats.errors)}" if stats.errors else ""
+            formats = ", ".join(f"{n} {wire}" for wire, n in sorted(stats.formats.items()))
             step.done(
-                f"{stats.ok}/{total} ok in {stats.span_s:.1f} s, latency through the sidecar "
-                f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms{errors}"
+                f"{stats.ok}/{total} ok ({formats}) in {stats.span_s:.1f} s, latency through the "
+                f"sidecar p50 {p50:,.0f} ms, p99 {p99:,.0f} ms{errors}"
             )
         return stats
 
@@ -315,9 +322,13 @@ class _Demo:
             (self.out / "gate.txt").write_text("\n".join(verdict.lines) + "\n")
             step.done(verdict.summary.removeprefix("gate: "))
         target = self.out / "report.html"
-        with steps.step("report", "shadow report results.duckdb --out report.html") as step:
+        with steps.step(
+            "report", "shadow report results.duckdb --by size,format --out report.html"
+        ) as step:
             path = await in_thread(
-                lambda: analysis.write_html(run, target, by=BY, rules=rules, embedder=embedder)
+                lambda: analysis.write_html(
+                    run, target, by=REPORT_BY, rules=rules, embedder=embedder
+                )
             )
             step.done(f"{path.name}, {path.stat().st_size / 1e6:.1f} MB")
         run.close()

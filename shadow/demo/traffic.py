@@ -1,9 +1,15 @@
-"""The traffic of ``shadow demo``: a window of the public Azure trace, sent with the OpenAI SDK.
+"""The traffic of ``shadow demo``: a window of the public Azure trace, sent with the OpenAI SDK
+and, for every fifth request (:data:`ANTHROPIC_EVERY`), the Anthropic SDK.
 
 The window ships in the package (``shadow/demo/data/azure_code_2023_window.csv``, rows 1967 to
 2541 of the Azure LLM code trace; see ``ATTRIBUTION.md`` there), so the demo needs nothing
 beside the install. Rows keep their numbers in the source file, so the records are the ones
 ``shadow import azure azure_llm_code_2023.csv`` builds for those rows with the same seed.
+
+Mixed formats: every fifth record is sent to ``/v1/messages`` with ``anthropic.AsyncAnthropic``,
+its chat request translated (system prompt apart, the turns, ``max_tokens``, ``metadata``,
+streamed), so the capture, the replay and the report see two wire formats, as a team moving
+traffic between providers does. The simulated models answer both alike.
 
 Requests go out open loop at the recorded gaps divided by ``speed``: request *i* is due at
 ``start + (t_i - t_0) / speed`` whatever happened to earlier ones, as the replayer does.
@@ -27,9 +33,11 @@ from shadow.trace.azure import iter_records, read_azure_csv, select_rows
 from shadow.trace.record import TraceRecord
 
 if TYPE_CHECKING:
+    import anthropic
     import openai
 
 __all__ = [
+    "ANTHROPIC_EVERY",
     "SIZE_HEADER",
     "WINDOW_FIRST_ROW",
     "WINDOW_ROWS",
@@ -48,6 +56,9 @@ WINDOW_ROWS = 575
 SIZE_HEADER = "x-prompt-size"
 """Header carrying the record's ``size`` slice, which the demo's sidecar config turns into a
 slice label (the application tags its traffic; the request body stays the imported one)."""
+
+ANTHROPIC_EVERY = 5
+"""Every fifth record (the 5th, 10th, ...) is sent with the Anthropic SDK to ``/v1/messages``."""
 
 _SERVICE = "azure-llm-code-2023"  # as `shadow import azure` names the source file's records
 _API_KEY = "sk-demo-never-leaves-the-sidecar"  # redacted by the sidecar, ignored by mock-llm
@@ -84,6 +95,8 @@ class DriveStats:
     errors: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     models: Counter[str] = field(default_factory=Counter)
+    formats: Counter[str] = field(default_factory=Counter)
+    """Requests answered, by the SDK's wire format (``openai``, ``anthropic``)."""
     first_sent: float | None = None
     last_sent: float | None = None
 
@@ -120,6 +133,27 @@ def _request(record: TraceRecord) -> dict[str, Any]:
     }
 
 
+def _anthropic_request(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The chat request ``kwargs`` as keyword arguments of ``messages.stream``."""
+    system = [m["content"] for m in kwargs["messages"] if m["role"] == "system"]
+    turns = [
+        {"role": m["role"], "content": m["content"]}
+        for m in kwargs["messages"]
+        if m["role"] in ("user", "assistant")
+    ]
+    request: dict[str, Any] = {
+        "model": kwargs["model"],
+        "messages": turns,
+        "max_tokens": kwargs["max_tokens"],
+        "extra_headers": kwargs["extra_headers"],
+    }
+    if system:
+        request["system"] = "\n".join(system)
+    if kwargs.get("metadata"):  # the demo's intent slice reads $.metadata.intent
+        request["extra_body"] = {"metadata": kwargs["metadata"]}
+    return request
+
+
 async def drive(
     records: list[TraceRecord],
     base_url: str,
@@ -128,11 +162,13 @@ async def drive(
     timeout_s: float = 60.0,
     on_progress: Callable[[DriveStats], None] | None = None,
 ) -> DriveStats:
-    """Send every record through ``base_url`` (the sidecar) with ``openai.AsyncOpenAI``.
+    """Send every record through ``base_url`` (the sidecar) with ``openai.AsyncOpenAI``, and
+    every :data:`ANTHROPIC_EVERY`-th with ``anthropic.AsyncAnthropic`` to ``/v1/messages``.
 
     Open loop: a slow answer never delays a later send. Failed calls are counted by kind
     (``http_429``, ``timeout``, ``connect`` ...), not retried and not raised.
     """
+    import anthropic
     import openai
 
     stats = DriveStats(total=len(records))
@@ -143,27 +179,42 @@ async def drive(
     start = loop.time() + _START_DELAY_S
     t0 = records[0].captured_at
 
-    async def one(client: openai.AsyncOpenAI, record: TraceRecord, kwargs: dict[str, Any]) -> None:
+    async def ask_openai(client: openai.AsyncOpenAI, kwargs: dict[str, Any]) -> str:
+        model = ""
+        async with await client.chat.completions.create(**kwargs) as stream:
+            async for chunk in stream:
+                model = chunk.model or model
+        return model
+
+    async def ask_anthropic(client: anthropic.AsyncAnthropic, kwargs: dict[str, Any]) -> str:
+        async with client.messages.stream(**kwargs) as stream:
+            async for _ in stream:
+                pass
+            return (await stream.get_final_message()).model
+
+    async def one(index: int, record: TraceRecord, kwargs: dict[str, Any]) -> None:
         due = start + (record.captured_at - t0) / 1e9 / speed
         await asyncio.sleep(max(0.0, due - loop.time()))
         began = time.perf_counter()
         stats.first_sent = stats.first_sent or began
         stats.last_sent = began
         stats.sent += 1
+        wire = "anthropic" if index % ANTHROPIC_EVERY == ANTHROPIC_EVERY - 1 else "openai"
         try:
-            model = ""
-            async with await client.chat.completions.create(**kwargs) as stream:
-                async for chunk in stream:
-                    model = chunk.model or model
-        except openai.APIStatusError as exc:
+            if wire == "anthropic":
+                model = await ask_anthropic(claude, _anthropic_request(kwargs))
+            else:
+                model = await ask_openai(client, kwargs)
+        except (openai.APIStatusError, anthropic.APIStatusError) as exc:
             stats.errors[f"http_{exc.status_code}"] += 1
-        except openai.APITimeoutError:
+        except (openai.APITimeoutError, anthropic.APITimeoutError):
             stats.errors["timeout"] += 1
-        except openai.APIConnectionError:
+        except (openai.APIConnectionError, anthropic.APIConnectionError):
             stats.errors["connect"] += 1
         else:
             stats.ok += 1
             stats.models[model] += 1
+            stats.formats[wire] += 1
             stats.latencies_ms.append((time.perf_counter() - began) * 1000)
         finally:
             stats.done += 1
@@ -174,8 +225,11 @@ async def drive(
         openai.AsyncOpenAI(
             base_url=base_url + "/v1", api_key=_API_KEY, max_retries=0, timeout=timeout_s
         ) as client,
+        anthropic.AsyncAnthropic(
+            base_url=base_url, api_key=_API_KEY, max_retries=0, timeout=timeout_s
+        ) as claude,
         asyncio.TaskGroup() as group,
     ):
-        for record, kwargs in zip(records, requests, strict=True):
-            group.create_task(one(client, record, kwargs))
+        for index, (record, kwargs) in enumerate(zip(records, requests, strict=True)):
+            group.create_task(one(index, record, kwargs))
     return stats

@@ -1,4 +1,4 @@
-"""``shadow mock-llm``: an OpenAI-compatible simulated model server.
+"""``shadow mock-llm``: a simulated model server speaking OpenAI, Anthropic and Gemini.
 
 The realistic stand-in for a model pipeline in tests, demos and benchmarks: deterministic
 answers, a latency model with queueing, streaming, and injected faults. See

@@ -1,20 +1,18 @@
-"""The simulated OpenAI-compatible model server, as a plain ASGI application.
+"""The simulated model server, as a plain ASGI application: one generator, every wire format.
 
-Plain ASGI rather than a framework: the server must never be the bottleneck of a benchmark
-(>= 2,000 requests/s on one core at time-scale 0), and the surface is six routes.
+Routes (:data:`ROUTES`): OpenAI ``POST /v1/chat/completions``, ``/v1/completions`` (and their
+Azure OpenAI ``/openai/deployments/{d}/...`` forms), ``/v1/responses`` and ``/v1/embeddings``;
+Anthropic ``POST /v1/messages``; Gemini ``POST /v1beta/models/{model}:generateContent`` and
+``:streamGenerateContent`` (also under ``/v1/models/``); ``GET /v1/models``, ``GET /health``.
+Each format parses its request into what it asks and encodes the one reply
+(:mod:`shadow.sim.exchange`); models, latency, queueing, faults and answers are the server's,
+the same in every format. Embeddings are instant (:mod:`shadow.sim.embeddings`).
 
-Routes: ``POST /v1/chat/completions`` and ``POST /v1/completions`` (both with ``stream`` and
-``stream_options.include_usage``), ``POST /v1/embeddings``, ``GET /v1/models``, ``GET /health``.
-
-Embeddings are deterministic and instant (no latency model, no injected faults): a signed,
-hashed bag of words (lower-cased word runs, BLAKE2b of each picks a dimension and a sign)
-in 256 dimensions unless the request asks for ``dimensions``, L2-normalised, so texts sharing
-words are close. ``encoding_format`` ``float`` and ``base64`` (little-endian float32) are
-served; ``usage.prompt_tokens`` counts the inputs by the usage rule below.
-
-Usage rule: ``prompt_tokens`` counts the prompt under :mod:`shadow.wire.tokens` (whitespace-
-separated runs over every message's content), ``completion_tokens`` the words of the answer,
-each word being one token; streaming sends one token per chunk. ``cached_tokens`` is always 0.
+Usage rule: ``prompt_tokens`` (``input_tokens``, ``promptTokenCount``) counts the prompt text
+under :mod:`shadow.wire.tokens` (whitespace-separated runs over the system prompt and every
+turn's text), output tokens the words of the answer (or the runs of a tool call's JSON
+arguments), each being one token; streaming sends one token per event. Cache reads and writes
+follow :mod:`shadow.sim.cache` (OpenAI formats report ``cached_tokens`` 0).
 
 Randomness is reproducible: answer text depends on (prompt, ``--seed``, model); everything drawn
 per call (temperature variation, injected faults) comes from a generator seeded by
@@ -24,42 +22,63 @@ per call (temperature variation, injected faults) comes from a generator seeded 
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import math
 import random
 import re
-import struct
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Final
 
 import msgspec
 
-from shadow.sim.generate import Answer, answer, prompt_digest
+from shadow.sim.anthropic import AnthropicFormat
+from shadow.sim.cache import PromptCache
+from shadow.sim.chat import ChatFormat
+from shadow.sim.embeddings import embeddings_body
+from shadow.sim.exchange import BadRequest, ErrorKind, Exchange, Format, Reply
+from shadow.sim.gemini import GeminiFormat
+from shadow.sim.generate import answer, prompt_digest
+from shadow.sim.http import (
+    JSON,
+    Receive,
+    Scope,
+    Send,
+    hang,
+    lifespan,
+    read_body,
+    respond,
+    send_body,
+)
 from shadow.sim.profiles import PROFILES, ModelSpec, choose_model, is_hard
-from shadow.wire.tokens import count_tokens, prompt_text
+from shadow.sim.responses import ResponsesFormat
+from shadow.sim.tools import call_tool
+from shadow.wire.tokens import count_tokens
 
-__all__ = ["FaultConfig", "MockLLM"]
+__all__ = ["ROUTES", "FaultConfig", "MockLLM"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+ROUTES: Final = (
+    "POST /v1/chat/completions",
+    "POST /v1/completions",
+    "POST /v1/embeddings",
+    "POST /v1/responses",
+    "POST /v1/messages",
+    "POST /openai/deployments/{deployment}/chat/completions",
+    "POST /openai/deployments/{deployment}/completions",
+    "POST /openai/deployments/{deployment}/embeddings",
+    "POST /v1beta/models/{model}:generateContent",
+    "POST /v1beta/models/{model}:streamGenerateContent",
+    "GET /v1/models",
+    "GET /health",
+)
+"""What ``shadow mock-llm`` serves (Gemini's routes also under ``/v1/models/``)."""
 
-_JSON = [(b"content-type", b"application/json")]
-_SSE = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache"),
-]
-_WORD = re.compile(r"\w+", re.UNICODE)
-_EMBEDDING_DIMS = 256
-_ERRORS = (
-    # (status, type, message, share of injected errors)
-    (429, "rate_limit_exceeded", "Rate limit reached (injected by shadow mock-llm).", 0.4),
-    (500, "server_error", "The server had an error (injected by shadow mock-llm).", 0.3),
-    (503, "service_unavailable", "The engine is overloaded (injected by shadow mock-llm).", 0.3),
+_AZURE = re.compile(r"/openai/deployments/[^/]+(/chat/completions|/completions|/embeddings)")
+_GEMINI = re.compile(r"/v1(?:beta)?/models/[^/:]+:(generateContent|streamGenerateContent)")
+_ERRORS: tuple[tuple[ErrorKind, str, float], ...] = (
+    # (kind, message, share of injected errors)
+    ("rate_limit", "Rate limit reached (injected by shadow mock-llm).", 0.4),
+    ("server", "The server had an error (injected by shadow mock-llm).", 0.3),
+    ("overloaded", "The engine is overloaded (injected by shadow mock-llm).", 0.3),
 )
 
 
@@ -81,12 +100,6 @@ class FaultConfig:
             raise ValueError("error_rate + slow_rate + hang_rate must not exceed 1")
         if self.slow_factor < 1:
             raise ValueError(f"slow_factor is {self.slow_factor}; it must be >= 1")
-
-
-class _BadRequest(Exception):
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 class _Slots:
@@ -129,10 +142,14 @@ class MockLLM:
         self.faults = faults or FaultConfig()
         self.calls = 0
         self.slots_override = slots
+        self.cache = PromptCache()
         self._slots: dict[str, _Slots] = {}
-        self._fingerprint = (
+        fingerprint = (
             "fp_" + hashlib.blake2b(f"{profile}:{seed}".encode(), digest_size=5).hexdigest()
         )
+        self._fingerprint = fingerprint
+        self._chat = ChatFormat(chat=True, fingerprint=fingerprint)
+        self._completions = ChatFormat(chat=False, fingerprint=fingerprint)
         self._models_body = msgspec.json.encode(
             {
                 "object": "list",
@@ -147,141 +164,153 @@ class MockLLM:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if scope["type"] != "http":  # pragma: no cover - websockets are not served
             return
         method, path = scope["method"], scope["path"]
-        if path in ("/v1/chat/completions", "/v1/completions"):
-            if method != "POST":
-                await _error(send, 405, "invalid_request_error", f"{method} not allowed on {path}")
-                return
-            await self._completion(scope, receive, send, chat=path == "/v1/chat/completions")
-        elif path == "/v1/embeddings":
-            if method != "POST":
-                await _error(send, 405, "invalid_request_error", f"{method} not allowed on {path}")
-                return
-            await self._embeddings(receive, send)
-        elif path == "/v1/models" and method == "GET":
-            await _respond(send, 200, self._models_body)
-        elif path == "/health" and method in ("GET", "HEAD"):
-            await _respond(send, 200, b'{"status":"ok"}')
-        else:
-            await _error(send, 404, "not_found", f"no route {method} {path}")
-
-    # -- embeddings ---------------------------------------------------------------------------
-
-    async def _embeddings(self, receive: Receive, send: Send) -> None:
-        try:
-            texts, dims, as_base64, model = _parse_embeddings(await _read_body(receive))
-        except _BadRequest as exc:
-            await _error(send, 400, "invalid_request_error", str(exc), param=exc.param)
+        if path == "/v1/models" and method == "GET":
+            await respond(send, 200, self._models_body)
             return
-        data = []
-        for index, text in enumerate(texts):
-            vector = _embedding(text, dims)
-            embedding: list[float] | str = (
-                base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode("ascii")
-                if as_base64
-                else vector
-            )
-            data.append({"object": "embedding", "index": index, "embedding": embedding})
-        tokens = sum(count_tokens(text) for text in texts)
-        body = {
-            "object": "list",
-            "data": data,
-            "model": model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
-        await _respond(send, 200, msgspec.json.encode(body))
+        if path == "/health" and method in ("GET", "HEAD"):
+            await respond(send, 200, b'{"status":"ok"}')
+            return
+        fmt = self._format(path)
+        if fmt is None:
+            await _error(send, self._chat, "not_found", f"no route {method} {path}")
+        elif method != "POST":
+            errors = self._chat if isinstance(fmt, str) else fmt
+            await _error(send, errors, "method", f"{method} not allowed on {path}")
+        elif isinstance(fmt, str):  # embeddings
+            try:
+                body = embeddings_body(await read_body(receive))
+            except BadRequest as exc:
+                await _error(send, self._chat, exc.kind, str(exc), exc.param)
+                return
+            await respond(send, 200, body)
+        else:
+            await self._generate(scope, receive, send, fmt)
 
-    # -- completions --------------------------------------------------------------------------
+    def _format(self, path: str) -> Format | str | None:
+        """The format serving ``path``; ``"embeddings"`` for embeddings; None: no route."""
+        azure = _AZURE.fullmatch(path)
+        tail = azure.group(1) if azure else path.removeprefix("/v1")
+        if tail == "/chat/completions":
+            return self._chat
+        if tail == "/completions":
+            return self._completions
+        if tail == "/embeddings":
+            return "embeddings"
+        if path == "/v1/responses":
+            return ResponsesFormat()
+        if path == "/v1/messages":
+            return AnthropicFormat()
+        gemini = _GEMINI.fullmatch(path)
+        if gemini:
+            return GeminiFormat(stream=gemini.group(1) == "streamGenerateContent")
+        return None
 
-    async def _completion(self, scope: Scope, receive: Receive, send: Send, *, chat: bool) -> None:
+    # -- generation ---------------------------------------------------------------------------
+
+    async def _generate(self, scope: Scope, receive: Receive, send: Send, fmt: Format) -> None:
         self.calls += 1
         call_index = self.calls
-        raw = await _read_body(receive)
+        raw = await read_body(receive)
         try:
-            body = _parse_request(raw, chat=chat)
-        except _BadRequest as exc:
-            await _error(send, 400, "invalid_request_error", str(exc), param=exc.param)
+            exchange = fmt.parse(raw, scope)
+        except BadRequest as exc:
+            await _error(send, fmt, exc.kind, str(exc), exc.param)
             return
-        request_seed = body.get("seed")
+        ask = exchange.ask
         call_rng = random.Random(
-            request_seed if isinstance(request_seed, int) else self.seed * 1_000_003 + call_index
+            ask.seed if ask.seed is not None else self.seed * 1_000_003 + call_index
         )
-        prompt = prompt_text(body)
-        prompt_tokens = count_tokens(prompt)
-        intent = _intent(body, scope)
-        model = choose_model(self.profile, prompt_tokens, intent)
-        hard = is_hard(prompt_tokens, intent)
-        temperature = body.get("temperature")
+        prompt_tokens = count_tokens(ask.prompt)
+        model = choose_model(self.profile, prompt_tokens, ask.intent)
+        hard = is_hard(prompt_tokens, ask.intent)
+        digest = prompt_digest(ask.prompt)
         result = answer(
-            prompt_digest(prompt),
+            digest,
             seed=self.seed,
             model_id=model.model_id,
             drift=model.drift_hard if hard else model.drift_easy,
             length_factor=model.length_factor_hard if hard else 1.0,
-            max_tokens=_max_tokens(body),
-            temperature=1.0 if temperature is None else float(temperature),
+            max_tokens=ask.max_tokens,
+            temperature=1.0 if ask.temperature is None else ask.temperature,
             call_rng=call_rng,
         )
         fault = call_rng.random()
         f = self.faults
         slow = 1.0
         if fault < f.error_rate:
-            await self._injected_error(send, model, call_rng)
+            await self._injected_error(send, fmt, model, call_rng)
             return
         if fault < f.error_rate + f.hang_rate:
-            await _hang(receive)
+            await hang(receive)
             return
         if fault < f.error_rate + f.hang_rate + f.slow_rate:
             slow = f.slow_factor
-        stream = bool(body.get("stream"))
-        options = body.get("stream_options")
-        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        tool = None
+        if not ask.after_tool_result or ask.tool_choice.startswith("tool:"):
+            tool = call_tool(
+                ask.tools,
+                ask.tool_choice,
+                digest=digest,
+                seed=self.seed,
+                model_id=model.model_id,
+                rate=model.tool_call_rate,
+                words=result.words,
+            )
+        cache_read, cache_write = self.cache.use(ask.cache_prefix)
         slots = self._slots.get(model.model_id)
         if slots is None:
             slots = self._slots[model.model_id] = _Slots(self.slots_override or model.slots)
         async with slots:
-            meta = _Meta(
-                id=("chatcmpl-" if chat else "cmpl-") + f"{call_index:012x}",
+            reply = Reply(
+                number=call_index,
                 created=int(time.time()),
                 model=model.model_id,
                 fingerprint=self._fingerprint,
-                chat=chat,
                 prompt_tokens=prompt_tokens,
+                cache_read=cache_read,
+                cache_write=cache_write,
+                answer=result,
+                tool=tool,
             )
-            await self._sleep(model.ttft_base_ms + model.prefill_ms_per_token * prompt_tokens, slow)
-            if stream:
-                await self._stream(send, meta, result, model, slots, slow, include_usage)
+            if ask.stream:
+                head = exchange.head(reply)
+                if head:  # the stream opens before the prefill (Anthropic, Responses)
+                    await send({"type": "http.response.start", "status": 200,
+                                "headers": exchange.stream_headers})  # fmt: skip
+                    await send_body(send, head)
+            prefill_ms = model.prefill_ms_per_token * (prompt_tokens - cache_read)
+            await self._sleep(model.ttft_base_ms + prefill_ms, slow)
+            if ask.stream:
+                await self._stream(send, exchange, reply, model, slots, slow, opened=bool(head))
             else:
-                decode_ms = self._decode_ms(model, slots) * max(0, len(result.words) - 1)
+                decode_ms = self._decode_ms(model, slots) * max(0, reply.output_tokens - 1)
                 await self._sleep(decode_ms, slow)
-                await _respond(send, 200, _completion_body(meta, result))
+                await respond(send, 200, exchange.body(reply))
 
     async def _stream(
         self,
         send: Send,
-        meta: _Meta,
-        result: Answer,
+        exchange: Exchange,
+        reply: Reply,
         model: ModelSpec,
         slots: _Slots,
         slow: float,
-        include_usage: bool,
+        *,
+        opened: bool,
     ) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE})
-        if meta.chat:
-            await _event(send, meta.chunk({"role": "assistant", "content": ""}, None))
-        for i, word in enumerate(result.words):
+        if not opened:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": exchange.stream_headers})  # fmt: skip
+        for i, piece in enumerate(reply.pieces):
             if i:
                 await self._sleep(self._decode_ms(model, slots), slow)
-            piece = word if i == 0 else " " + word
-            await _event(send, meta.chunk(piece, None))
-        await _event(send, meta.chunk(None, result.finish_reason))
-        if include_usage:
-            await _event(send, meta.usage_chunk(len(result.words)))
-        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+            await send_body(send, exchange.piece(reply, i, piece))
+        await send_body(send, exchange.tail(reply), more=False)
 
     def _decode_ms(self, model: ModelSpec, slots: _Slots) -> float:
         return model.decode_ms_per_token * (1.0 + model.batch_slowdown * slots.busy / slots.n)
@@ -290,228 +319,27 @@ class MockLLM:
         if self.time_scale > 0 and ms > 0:
             await asyncio.sleep(ms * slow * self.time_scale / 1000.0)
 
-    async def _injected_error(self, send: Send, model: ModelSpec, rng: random.Random) -> None:
+    async def _injected_error(
+        self, send: Send, fmt: Format, model: ModelSpec, rng: random.Random
+    ) -> None:
         pick = rng.random()
-        for status, kind, message, share in _ERRORS:  # noqa: B007 (used after the loop)
-            if pick < share or status == _ERRORS[-1][0]:
+        for kind, message, share in _ERRORS:  # noqa: B007 (used after the loop)
+            if pick < share or kind == _ERRORS[-1][0]:
                 break
             pick -= share
         await self._sleep(model.ttft_base_ms, 1.0)
-        headers = [*_JSON, (b"retry-after", b"1")] if status == 429 else _JSON
-        await _respond(send, status, _error_body(kind, message, None), headers)
-
-
-@dataclass(frozen=True, slots=True)
-class _Meta:
-    id: str
-    created: int
-    model: str
-    fingerprint: str
-    chat: bool
-    prompt_tokens: int
-
-    def usage(self, completion_tokens: int) -> dict[str, Any]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": self.prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0},
-        }
-
-    def chunk(self, content: str | dict[str, Any] | None, finish: str | None) -> bytes:
-        if self.chat:
-            delta: dict[str, Any]
-            if isinstance(content, dict):
-                delta = content
-            else:
-                delta = {} if content is None else {"content": content}
-            choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
-            kind = "chat.completion.chunk"
-        else:
-            choice = {"index": 0, "text": content or "", "finish_reason": finish, "logprobs": None}
-            kind = "text_completion"
-        return msgspec.json.encode(
-            {
-                "id": self.id,
-                "object": kind,
-                "created": self.created,
-                "model": self.model,
-                "system_fingerprint": self.fingerprint,
-                "choices": [choice],
-            }
-        )
-
-    def usage_chunk(self, completion_tokens: int) -> bytes:
-        return msgspec.json.encode(
-            {
-                "id": self.id,
-                "object": "chat.completion.chunk" if self.chat else "text_completion",
-                "created": self.created,
-                "model": self.model,
-                "system_fingerprint": self.fingerprint,
-                "choices": [],
-                "usage": self.usage(completion_tokens),
-            }
-        )
-
-
-def _completion_body(meta: _Meta, result: Answer) -> bytes:
-    choice: dict[str, Any]
-    if meta.chat:
-        choice = {
-            "index": 0,
-            "message": {"role": "assistant", "content": result.text, "refusal": None},
-            "finish_reason": result.finish_reason,
-            "logprobs": None,
-        }
-    else:
-        choice = {
-            "index": 0,
-            "text": result.text,
-            "finish_reason": result.finish_reason,
-            "logprobs": None,
-        }
-    return msgspec.json.encode(
-        {
-            "id": meta.id,
-            "object": "chat.completion" if meta.chat else "text_completion",
-            "created": meta.created,
-            "model": meta.model,
-            "system_fingerprint": meta.fingerprint,
-            "choices": [choice],
-            "usage": meta.usage(len(result.words)),
-        }
-    )
-
-
-def _parse_request(raw: bytes, *, chat: bool) -> dict[str, Any]:
-    try:
-        body = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        raise _BadRequest("request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise _BadRequest("request body must be a JSON object")
-    if chat:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise _BadRequest("'messages' must be a non-empty array", param="messages")
-    elif not isinstance(body.get("prompt"), str | list):
-        raise _BadRequest("'prompt' must be a string or an array of strings", param="prompt")
-    limit = body.get("max_completion_tokens", body.get("max_tokens"))
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        raise _BadRequest("'max_tokens' must be an integer >= 1", param="max_tokens")
-    temperature = body.get("temperature")
-    if temperature is not None and (
-        not isinstance(temperature, int | float) or not 0 <= temperature <= 2
-    ):
-        raise _BadRequest("'temperature' must be a number between 0 and 2", param="temperature")
-    return body
-
-
-def _parse_embeddings(raw: bytes) -> tuple[list[str], int, bool, str]:
-    """(texts, dimensions, base64?, model) of an embeddings request, or :class:`_BadRequest`."""
-    try:
-        body = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        raise _BadRequest("request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise _BadRequest("request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise _BadRequest("'model' must be a non-empty string", param="model")
-    texts = body.get("input")
-    if isinstance(texts, str):
-        texts = [texts]
-    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-        raise _BadRequest(
-            "'input' must be a string or a non-empty array of strings (token arrays are not "
-            "served)",
-            param="input",
-        )
-    dims = body.get("dimensions", _EMBEDDING_DIMS)
-    if not isinstance(dims, int) or isinstance(dims, bool) or not 1 <= dims <= 4096:
-        raise _BadRequest("'dimensions' must be an integer between 1 and 4096", param="dimensions")
-    encoding = body.get("encoding_format", "float")
-    if encoding not in ("float", "base64"):
-        raise _BadRequest("'encoding_format' must be 'float' or 'base64'", param="encoding_format")
-    return texts, dims, encoding == "base64", model
-
-
-def _embedding(text: str, dims: int) -> list[float]:
-    """A signed hashed bag of words, L2-normalised; a text with no words gets the first axis."""
-    vector = [0.0] * dims
-    for word in _WORD.findall(text.lower()):
-        h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
-        vector[(h >> 1) % dims] += 1.0 if h & 1 else -1.0
-    norm = math.sqrt(sum(x * x for x in vector))
-    if norm == 0.0:
-        vector[0] = norm = 1.0
-    return [x / norm for x in vector]
-
-
-def _max_tokens(body: dict[str, Any]) -> int | None:
-    limit = body.get("max_completion_tokens", body.get("max_tokens"))
-    return limit if isinstance(limit, int) else None
-
-
-def _intent(body: dict[str, Any], scope: Scope) -> str | None:
-    metadata = body.get("metadata")
-    if isinstance(metadata, dict) and isinstance(metadata.get("intent"), str):
-        return str(metadata["intent"])
-    for name, value in scope["headers"]:
-        if name == b"x-intent":
-            return bytes(value).decode("latin-1")
-    return None
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-async def _respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = _JSON
-) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def _event(send: Send, data: bytes) -> None:
-    await send(
-        {"type": "http.response.body", "body": b"data: " + data + b"\n\n", "more_body": True}
-    )
-
-
-def _error_body(kind: str, message: str, param: str | None) -> bytes:
-    return msgspec.json.encode(
-        {"error": {"message": message, "type": kind, "param": param, "code": kind}}
-    )
+        await _error(send, fmt, kind, message, retry=kind == "rate_limit")
 
 
 async def _error(
-    send: Send, status: int, kind: str, message: str, param: str | None = None
+    send: Send,
+    fmt: Format,
+    kind: ErrorKind,
+    message: str,
+    param: str | None = None,
+    *,
+    retry: bool = False,
 ) -> None:
-    await _respond(send, status, _error_body(kind, message, param))
-
-
-async def _hang(receive: Receive) -> None:
-    """Never answer: wait until the client gives up (disconnects) or the server stops."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    status, body = fmt.error(kind, message, param)
+    headers = [*JSON, (b"retry-after", b"1")] if retry else JSON
+    await respond(send, status, body, headers)

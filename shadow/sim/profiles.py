@@ -50,6 +50,9 @@ class ModelSpec:
     """The same on hard intents or long prompts: where a smaller model drifts."""
     length_factor_hard: float
     """Answer length relative to the reference on hard or long prompts."""
+    tool_call_rate: float = 0.5
+    """Probability of calling a tool when the request defines tools and lets the model choose
+    (:mod:`shadow.sim.tools`)."""
 
 
 LARGE = ModelSpec(
@@ -62,6 +65,7 @@ LARGE = ModelSpec(
     drift_easy=0.0,
     drift_hard=0.0,
     length_factor_hard=1.0,
+    tool_call_rate=0.6,
 )
 
 SMALL = ModelSpec(
@@ -74,6 +78,7 @@ SMALL = ModelSpec(
     drift_easy=0.08,
     drift_hard=0.6,
     length_factor_hard=0.7,
+    tool_call_rate=0.4,
 )
 
 MODELS: Mapping[str, ModelSpec] = {spec.model_id: spec for spec in (LARGE, SMALL)}
