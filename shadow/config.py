@@ -23,6 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from shadow.config_checks import Invalid as _Invalid
+from shadow.config_checks import fraction as _fraction
+from shadow.config_checks import positive as _positive
+from shadow.config_checks import regexes as _regexes
+from shadow.config_checks import require as _require
 from shadow.errors import ConfigError
 from shadow.wire.credentials import CREDENTIAL_HEADERS, pass_header_problem
 from shadow.wire.routes import DEFAULT_ALLOW, RouteAllowList, deprecated_paths, route_problem
@@ -50,39 +55,6 @@ __all__ = [
 
 DEFAULT_TOPIC = "shadow.traces"
 _warned: set[tuple[str, ...]] = set()
-
-
-class _Invalid(Exception):
-    """A field's value is unusable; the loader adds the section path and the file."""
-
-    def __init__(self, key: str, value: object, fix: str) -> None:
-        super().__init__(key, value, fix)
-        self.key, self.value, self.fix = key, value, fix
-
-
-def _require(ok: bool, key: str, value: object, fix: str) -> None:
-    if not ok:
-        raise _Invalid(key, value, fix)
-
-
-def _positive(obj: object, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        _require(value > 0, name, value, "it must be > 0")
-
-
-def _fraction(obj: object, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        _require(0.0 <= value <= 1.0, name, value, "it must be between 0 and 1")
-
-
-def _regexes(key: str, patterns: tuple[str, ...]) -> None:
-    for pattern in patterns:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise _Invalid(key, pattern, f"it is not a valid regular expression ({exc})") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,6 +87,9 @@ class CaptureConfig:
     spool_max_bytes: int = 1 << 30
     shutdown_grace_s: float = 10.0
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    request_features: bool = True
+    """Add the request features (turns, prompt_size, tools, tool_calls, stream, format) to
+    every record's slices (shadow/wire/features.py); the [[slices]] rules win on a name."""
 
     def __post_init__(self) -> None:
         _positive(self, "body_cap_bytes", "queue_size", "connect_timeout_s", "read_timeout_s")
@@ -176,6 +151,8 @@ class ArmConfig:
     """How the key is sent: ``auto`` by the request's API (:data:`shadow.wire.routes.API_AUTH`)."""
     body_overrides: Mapping[str, Any] = field(default_factory=dict)
     """JSON keys set on every request body, e.g. ``{ model = "small-v2" }``."""
+    format: Literal["auto", "openai", "anthropic", "gemini"] = "auto"
+    """The API the arm speaks; another than the capture's translates (shadow.wire.translate)."""
     timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
@@ -187,6 +164,9 @@ class ArmConfig:
                 "it must be an http:// or https:// URL",
             )
         _positive(self, "timeout_s")
+        if self.format in ("anthropic", "gemini"):
+            fix = f'a {self.format} arm names its model: body_overrides = {{ model = "..." }}'
+            _require(isinstance(self.body_overrides.get("model"), str), "format", self.format, fix)
         for name in self.headers:
             _require(
                 name.lower() not in CREDENTIAL_HEADERS,

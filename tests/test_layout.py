@@ -28,6 +28,7 @@ SHADOW_TOP_MODULES = {
     "_version",
     "closing",
     "config",
+    "config_checks",
     "errors",
     "files",
     "lifeline",

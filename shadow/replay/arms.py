@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from shadow.config import ArmConfig
-from shadow.replay.targets import Attempt, HttpTarget, Target
+from shadow.replay.targets import Attempt, HttpTarget, Target, untranslatable
 from shadow.trace.record import TraceRecord
 from shadow.wire.routes import RouteAllowList
 
@@ -50,6 +50,10 @@ class AliasTarget:
     def __init__(self, arm: str, target: Target) -> None:
         self.arm = arm
         self._target = target
+
+    def untranslatable(self, record: TraceRecord) -> str | None:
+        """What the aliased target cannot translate of ``record`` (None: nothing)."""
+        return untranslatable(self._target, record)
 
     async def send(self, record: TraceRecord, *, due: float) -> Attempt:
         """Send through the aliased target."""

@@ -49,6 +49,8 @@ class StatsCollector(Collector):
                        [((), s.skipped_path_escape)])  # fmt: skip
         yield _counter(f"{p}_skipped_body", "Records whose request body was not captured whole.",
                        [((), s.skipped_body)])  # fmt: skip
+        yield _counter(f"{p}_skipped_untranslatable", "Records an arm's format cannot express.",
+                       [((), s.skipped_untranslatable)])  # fmt: skip
         if self.dead_letter is not None:
             yield _counter(f"{p}_dead_letter_records",
                            f"Records that failed validation, written to {self.dead_letter.path}.",

@@ -29,7 +29,7 @@ from shadow.replay.budget import NO_MODEL, unenforceable_reason
 from shadow.replay.pricing import PricingTable
 from shadow.replay.sources import SourceItem, TraceSource
 from shadow.replay.stats import ReplayStats
-from shadow.replay.targets import Attempt, Target
+from shadow.replay.targets import Attempt, Target, untranslatable
 from shadow.replay.validators import Validators
 from shadow.results.rows import ResultRow, TraceRow
 from shadow.results.writer import AsyncResultsWriter
@@ -185,11 +185,17 @@ class FanOut:
         verdict = self.routes.check(
             request.method, request.path, body_whole=not request.body_truncated
         )
-        if verdict.reason is None:
-            return True
-        self.stats.count_skip(verdict.reason)
+        reason, detail = verdict.reason, None
+        if reason is None:  # sent to every arm or to none: no arm gets a half-translation
+            detail = next(
+                filter(None, (untranslatable(t, record) for t in self.targets.values())), None
+            )
+            if detail is None:
+                return True
+            reason = "skipped_untranslatable"
+        self.stats.count_skip(reason, detail)
         if self._group is not None:
-            skip = self._write_skip(record, verdict.reason, position)
+            skip = self._write_skip(record, reason, position)
             self._group.create_task(skip, name="skip")
         return False
 
@@ -260,6 +266,7 @@ class FanOut:
                 attempt.prompt_tokens or 0,
                 attempt.completion_tokens or 0,
                 attempt.cached_tokens or 0,
+                attempt.cache_write_tokens or 0,
             )
         stats = self.stats.arm(arm)
         if attempt.sent_at is not None and attempt_no == 0 and arm in self.targets:
@@ -294,6 +301,7 @@ class FanOut:
             prompt_tokens=attempt.prompt_tokens,
             completion_tokens=attempt.completion_tokens,
             cached_tokens=attempt.cached_tokens,
+            cache_write_tokens=attempt.cache_write_tokens,
             cost_usd=cost,
             output_text=attempt.output_text,
             chunk_offsets_ms=attempt.chunk_offsets_ms,
@@ -323,6 +331,9 @@ class FanOut:
                 return
             attempt = await target.send(item.record, due=due)
             ok = await self.write(item, arm, scheduled_at, attempt, attempt_no)
+            if attempt.error == "skipped_untranslatable":  # refused by the target: not sent
+                self.stats.count_skip(attempt.error, attempt.error_detail)
+                return
             if breaker is not None:
                 breaker.record(ok)
             if ok or (attempt.error not in _RETRYABLE and attempt.status != 429):

@@ -83,6 +83,10 @@ class ReplayStats:
     """... their path climbs out of its prefix with ``..`` (shadow.wire.routes)."""
     skipped_body: int = 0
     """... their request body was not captured whole (cut at the cap, or not decodable)."""
+    skipped_untranslatable: int = 0
+    """Records an arm's ``format`` cannot express (shadow.wire.translate), sent to no arm."""
+    untranslatable: dict[str, int] = field(default_factory=dict)
+    """``skipped_untranslatable`` by what could not be translated (``n > 1``, ...)."""
     skipped_done: int = 0
     stopped_early: bool = False
     budget_exhausted: bool = False
@@ -124,9 +128,14 @@ class ReplayStats:
         if lag_ms > LATE_MS:
             self.late += 1
 
-    def count_skip(self, reason: str) -> None:
-        """Count one record the route allow-list refused, by reason (``skipped_path`` ...)."""
-        if reason == "skipped_method":
+    def count_skip(self, reason: str, detail: str | None = None) -> None:
+        """Count one record the route allow-list refused, by reason (``skipped_path`` ...), or
+        one that could not be translated (``skipped_untranslatable``, with its ``detail``)."""
+        if reason == "skipped_untranslatable":
+            self.skipped_untranslatable += 1
+            key = detail or "unknown"
+            self.untranslatable[key] = self.untranslatable.get(key, 0) + 1
+        elif reason == "skipped_method":
             self.skipped_method += 1
         elif reason == "skipped_body":
             self.skipped_body += 1
@@ -156,6 +165,8 @@ class ReplayStats:
             "skipped_method": self.skipped_method,
             "skipped_path_escape": self.skipped_path_escape,
             "skipped_body": self.skipped_body,
+            "skipped_untranslatable": self.skipped_untranslatable,
+            "untranslatable": dict(sorted(self.untranslatable.items())),
             "skipped_done": self.skipped_done,
             "stopped_early": self.stopped_early,
             "budget_exhausted": self.budget_exhausted,

@@ -15,9 +15,20 @@ Request transforms, per arm (``[arms.NAME]`` in shadow.toml):
   the arm's ``headers``, and its key from the environment variable ``api_key_env`` in the
   API's auth style (``auth``: Bearer, ``x-api-key``, ``x-goog-api-key``, ``api-key``); query
   parameters that look like credentials are dropped;
-- ``body_overrides`` set top-level (or dotted) JSON keys;
+- an arm whose ``format`` is another API than the captured request's gets the request
+  translated (:mod:`shadow.wire.translate`: an OpenAI Chat request as an Anthropic Messages or
+  Gemini generateContent one, for the arm's ``body_overrides.model``) and sent to that API's
+  endpoint (``/v1/messages``, ``/v1beta/models/{model}:generateContent``, or
+  ``:streamGenerateContent?alt=sse`` when it streams) with that API's headers and auth; a
+  request that cannot be translated whole is not sent (``skipped_untranslatable``, the detail
+  in :attr:`Attempt.error_detail`);
+- ``body_overrides`` set top-level (or dotted) JSON keys, after any translation (Gemini's
+  ``model`` goes in the path, not the body);
 - an OpenAI or Azure request that streamed asks for ``stream_options.include_usage`` so usage
   is measured.
+
+The answer is read in the arm's API into the common form
+(:func:`shadow.wire.translate.read_answer`), so the arms' outputs, tokens and cost compare.
 
 Timing follows docs/architecture.md, "Metric definitions": ``latency_ms`` and ``ttft_ms`` count
 from the *due* time (a late send counts against the system: no coordinated omission);
@@ -41,11 +52,19 @@ from shadow.config import ArmConfig
 from shadow.errors import ConfigError
 from shadow.trace.record import TraceRecord
 from shadow.wire.credentials import auth_header, looks_like_credential, pass_header_problem
-from shadow.wire.routes import API_AUTH, API_HEADERS, RouteAllowList, SkipReason
-from shadow.wire.sse import is_event_stream, reassemble
-from shadow.wire.usage import extract_usage, output_text
+from shadow.wire.routes import API_AUTH, API_HEADERS, Api, RouteAllowList, SkipReason
+from shadow.wire.sse import is_event_stream
+from shadow.wire.translate import Format, Translated, Untranslatable, read_answer, translate_request
 
-__all__ = ["Attempt", "HttpTarget", "RefusedRequest", "Target", "build_request", "unsent_headers"]
+__all__ = [
+    "Attempt",
+    "HttpTarget",
+    "RefusedRequest",
+    "Target",
+    "build_request",
+    "unsent_headers",
+    "untranslatable",
+]
 
 _SENT_AS_CAPTURED = ("content-type", "accept")
 """The captured headers every replayed request keeps (they describe the body and the answer)."""
@@ -66,8 +85,12 @@ class Attempt:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    """Prompt tokens written to the provider's prompt cache (part of ``prompt_tokens``)."""
     output_text: str | None = None
     chunk_offsets_ms: list[float] | None = field(default=None)
+    error_detail: str | None = None
+    """What could not be translated, with ``error`` ``skipped_untranslatable``."""
 
     @property
     def http_ok(self) -> bool:
@@ -89,24 +112,30 @@ class Target(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _Request:
     method: str
     url: str
     headers: dict[str, str]
     body: bytes
     stream: bool
+    api: Api = "openai"
+    """The API the request is sent to, which the answer is read as."""
+    model: str | None = None
+    """The model asked for when it is not in the body (Gemini's path)."""
 
 
 class RefusedRequest(Exception):
-    """The allow-list refuses a captured request: it is not sent."""
+    """The allow-list refuses a captured request, or it cannot be translated: it is not sent."""
 
-    def __init__(self, reason: SkipReason) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: SkipReason, detail: str | None = None) -> None:
+        super().__init__(reason if detail is None else f"{reason}: {detail}")
         self.reason: SkipReason = reason
+        self.detail = detail
 
 
 _DEFAULT_ROUTES = RouteAllowList()
+_API_OF_FORMAT: dict[str, Api] = {"openai": "openai", "anthropic": "anthropic", "gemini": "gemini"}
 
 
 def build_request(
@@ -120,21 +149,31 @@ def build_request(
     """The arm's version of a captured request (see the module docstring for the rules).
 
     Raises:
-        RefusedRequest: no route of ``routes`` admits the request.
+        RefusedRequest: no route of ``routes`` admits the request, or the arm's ``format``
+            cannot express it (``skipped_untranslatable``).
     """
     req = record.request
     verdict = routes.check(req.method, req.path, body_whole=not req.body_truncated)
     if verdict.route is None or verdict.path is None:
         raise RefusedRequest(verdict.reason or "skipped_path")
-    api = verdict.route.api
+    api: Api = verdict.route.api
+    body = req.body_bytes()
+    document = _json_document(body)
+    translated = None
+    if arm.format not in ("auto", api) and not (arm.format == "openai" and api == "azure"):
+        translated = _translate(verdict.path, document, arm)
+        api = _API_OF_FORMAT[arm.format]
     captured = {name.lower(): value for name, value in req.headers.items()}
     headers: dict[str, str] = {}
     for name in (*_SENT_AS_CAPTURED, *(n.lower() for n in pass_headers)):
         value = captured.get(name)
         if value is not None and _passable(name, value):
             headers[name] = value
+    if translated is not None:  # the captured headers describe another API's body
+        headers = {k: v for k, v in headers.items() if k not in _SENT_AS_CAPTURED}
+        headers["content-type"] = "application/json"
     for name, default in API_HEADERS.get(api, {}).items():
-        value = captured.get(name)
+        value = None if translated is not None else captured.get(name)
         if value is not None and "[REDACTED]" not in value:
             headers[name] = value
         elif default is not None:
@@ -143,26 +182,56 @@ def build_request(
     if secret:
         name, value = auth_header(API_AUTH[api] if arm.auth == "auto" else arm.auth, secret)
         headers[name] = value
-    body = req.body_bytes()
-    stream = False
-    if body[:1] == b"{":
-        try:
-            document = msgspec.json.decode(body)
-        except msgspec.DecodeError:
-            document = None
-        if isinstance(document, dict):
-            for key, value in arm.body_overrides.items():
+    path, query, stream = verdict.path, _query(req.query), False
+    if translated is not None:
+        path, query, stream, document = (
+            translated.path, translated.query, translated.stream, translated.body
+        )  # fmt: skip
+    if document is not None:
+        for key, value in arm.body_overrides.items():
+            if not (key == "model" and api == "gemini" and translated is not None):
                 _set_path(document, key, value)
-            stream = bool(document.get("stream"))
-            if stream and api in ("openai", "azure"):  # Anthropic refuses unknown fields
-                options = document.get("stream_options")
-                options = dict(options) if isinstance(options, dict) else {}
-                options["include_usage"] = True
-                document["stream_options"] = options
-            body = msgspec.json.encode(document)
-    query = _query(req.query)
-    url = arm.url.rstrip("/") + verdict.path + (f"?{query}" if query else "")
-    return _Request(req.method, url, headers, body, stream)
+        stream = stream or bool(document.get("stream"))
+        if stream and api in ("openai", "azure"):  # Anthropic refuses unknown fields
+            options = document.get("stream_options")
+            options = dict(options) if isinstance(options, dict) else {}
+            options["include_usage"] = True
+            document["stream_options"] = options
+        body = msgspec.json.encode(document)
+    url = arm.url.rstrip("/") + path + (f"?{query}" if query else "")
+    model = arm.body_overrides.get("model") if translated is not None else None
+    return _Request(
+        method=req.method, url=url, headers=headers, body=body, stream=stream, api=api,
+        model=model if isinstance(model, str) else None,
+    )  # fmt: skip
+
+
+def _json_document(body: bytes) -> dict[str, Any] | None:
+    if body[:1] != b"{":
+        return None
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _translate(path: str, document: dict[str, Any] | None, arm: ArmConfig) -> Translated:
+    """The request translated into ``arm.format``'s API; RefusedRequest when it cannot be."""
+    if arm.format == "openai":
+        detail = "only OpenAI Chat Completions requests are translated"
+    elif not path.endswith("/chat/completions"):
+        detail = f"{path} has no {arm.format} equivalent (only chat completions translate)"
+    elif document is None:
+        detail = "the request body is not a JSON object"
+    else:
+        model = arm.body_overrides.get("model")
+        try:
+            to: Format = "anthropic" if arm.format == "anthropic" else "gemini"
+            return translate_request(document, to, model=str(model or ""))
+        except Untranslatable as refused:
+            detail = refused.detail
+    raise RefusedRequest("skipped_untranslatable", detail)
 
 
 def _passable(name: str, value: str) -> bool:
@@ -241,6 +310,17 @@ class HttpTarget:
         if session is not None:
             await session.close()
 
+    def untranslatable(self, record: TraceRecord) -> str | None:
+        """What of ``record``'s request this arm's ``format`` cannot express (None: nothing;
+        a request the route allow-list refuses is not this method's to judge)."""
+        if self.config.format == "auto":
+            return None
+        try:
+            build_request(record, self.config, secret=None, routes=self.routes)
+        except RefusedRequest as refused:
+            return refused.detail if refused.reason == "skipped_untranslatable" else None
+        return None
+
     async def send(self, record: TraceRecord, *, due: float) -> Attempt:
         try:
             request = build_request(
@@ -251,7 +331,7 @@ class HttpTarget:
                 pass_headers=self.pass_headers,
             )
         except RefusedRequest as refused:
-            return Attempt(error=refused.reason)  # nothing sent
+            return Attempt(error=refused.reason, error_detail=refused.detail)  # nothing sent
         session = self._session_now()
         attempt = Attempt()
         started = time.perf_counter()
@@ -295,35 +375,37 @@ def _measure(
     attempt: Attempt, request: _Request, body: bytes, chunks: list[tuple[float, bytes]]
 ) -> None:
     status = attempt.status or 0
-    stream = reassemble(chunks) if chunks else None
-    if stream is not None:
-        attempt.ttft_ms = stream.ttft_ms
-        attempt.chunk_offsets_ms = stream.chunk_offsets_ms
-    usage = extract_usage(request.body, body if stream is None else None, stream, status)
-    if usage is not None:
-        attempt.model = usage.model
-        attempt.prompt_tokens = usage.prompt_tokens
-        attempt.completion_tokens = usage.completion_tokens
-        attempt.cached_tokens = usage.cached_tokens
+    answer = read_answer(
+        request.api,
+        status,
+        body,
+        chunks,
+        request_body=request.body,
+        requested_model=request.model or _requested_model(request.body),
+    )
+    if chunks:
+        attempt.ttft_ms = answer.ttft_ms
+        attempt.chunk_offsets_ms = answer.chunk_offsets_ms
+    attempt.model = answer.model
+    attempt.prompt_tokens = answer.prompt_tokens
+    attempt.completion_tokens = answer.completion_tokens
+    attempt.cached_tokens = answer.cached_tokens
+    attempt.cache_write_tokens = answer.cache_write_tokens
     if attempt.error is None:
         if 400 <= status <= 499:
             attempt.error = "http_4xx"
         elif status >= 500:
             attempt.error = "http_5xx"
     if 200 <= status <= 299:
-        attempt.output_text = output_text(body, stream)
-        parsed = stream is not None and stream.events > 0 and stream.malformed == 0
-        if stream is None:
-            parsed = _is_json_object(body)
-        if attempt.error is None and not parsed:
+        attempt.output_text = answer.output_text
+        if attempt.error is None and not answer.parsed:
             attempt.error = "invalid_body"
 
 
-def _is_json_object(body: bytes) -> bool:
-    try:
-        return isinstance(msgspec.json.decode(body), dict)
-    except msgspec.DecodeError:
-        return False
+def _requested_model(body: bytes) -> str | None:
+    document = _json_document(body)
+    model = document.get("model") if document is not None else None
+    return model if isinstance(model, str) else None
 
 
 def unsent_headers(headers: Mapping[str, str], pass_headers: Sequence[str] = ()) -> list[str]:
@@ -332,3 +414,11 @@ def unsent_headers(headers: Mapping[str, str], pass_headers: Sequence[str] = ())
     return sorted(
         n for n, v in headers.items() if n.lower() not in kept or not _passable(n.lower(), v)
     )
+
+
+def untranslatable(target: Target, record: TraceRecord) -> str | None:
+    """What of ``record``'s request ``target`` cannot be sent translated, or None (also for a
+    target that does not translate, one without an ``untranslatable`` method)."""
+    check = getattr(target, "untranslatable", None)
+    detail = check(record) if callable(check) else None
+    return detail if isinstance(detail, str) else None

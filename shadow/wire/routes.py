@@ -69,14 +69,22 @@ DEFAULT_ALLOW: Final = (
 """``POST`` to the inference endpoints of OpenAI (and compatible servers), Anthropic, Azure
 OpenAI and Gemini; nothing that lists, reads, updates, cancels or deletes."""
 
-SkipReason = Literal["skipped_body", "skipped_method", "skipped_path", "skipped_path_escape"]
+SkipReason = Literal[
+    "skipped_body",
+    "skipped_method",
+    "skipped_path",
+    "skipped_path_escape",
+    "skipped_untranslatable",
+]
 SKIP_REASONS: Final[tuple[SkipReason, ...]] = (
     "skipped_body",
     "skipped_method",
     "skipped_path",
     "skipped_path_escape",
+    "skipped_untranslatable",
 )
-"""Why a request was not replayed: the result row's ``error`` and the summary's counts."""
+"""Why a request was not replayed: the result row's ``error`` and the summary's counts
+(``skipped_untranslatable``: an arm's ``format`` cannot express it, shadow.wire.translate)."""
 
 Api = Literal["openai", "azure", "anthropic", "gemini"]
 
