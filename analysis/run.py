@@ -28,6 +28,14 @@ import polars as pl
 from analysis.cost import PRICE_COLUMNS, REPRICED_COST_SQL, price_rows
 from analysis.embedders.base import Embedder
 from analysis.pairs import divergent
+from analysis.slicing import (
+    EXPR_SLICES,
+    ComputedSlices,
+    SliceExpr,
+    evaluate_slices,
+    install_slices,
+    parse_slice_expr,
+)
 from analysis.sql import (
     FIGURES_SQL,
     FINAL_RESULTS,
@@ -80,7 +88,8 @@ class Run:
     Views: ``results``, ``traces`` and ``runs`` (the whole store), ``run_results`` (every
     attempt of this run; after :meth:`reprice`, with the recomputed ``cost_usd``),
     ``final_results`` (each trace's last attempt per arm) and ``requests`` (one row per trace
-    and arm, all attempts together).
+    and arm, all attempts together). Slices computed with :meth:`add_slices` are in the
+    ``slices`` map of ``run_results`` and every view over it.
     """
 
     def __init__(
@@ -93,6 +102,7 @@ class Run:
     ) -> None:
         self._con = con
         self._slice_names: list[str] | None = None
+        self._computed: ComputedSlices | None = None
         self.path = path
         self.run_id = run_id
         self.unknown_models = unknown_models
@@ -145,8 +155,33 @@ class Run:
             rows = self.records(
                 "SELECT DISTINCT unnest(map_keys(slices)) AS name FROM run_results ORDER BY name"
             )
-            self._slice_names = [str(row["name"]) for row in rows]
+            names = {str(row["name"]) for row in rows}
+            names.update(self._computed.names if self._computed is not None else ())
+            self._slice_names = sorted(names)
         return list(self._slice_names)
+
+    def add_slices(self, exprs: Sequence[SliceExpr | str]) -> Run:
+        """Add slices computed from each trace's stored request (:mod:`analysis.slicing`).
+
+        Each is a :class:`SliceExpr` or its ``NAME=EXPR`` text, e.g.
+        ``messages=json_array_length(request_body->'messages')``; the new names can then be
+        used in ``by`` (and in gate rules' ``by``). Returns this Run. A later call replaces
+        the slices of an earlier one.
+
+        Raises:
+            UsageError: a malformed ``NAME=EXPR`` or an expression DuckDB cannot evaluate,
+                naming the slice (setting ``slice``).
+        """
+        parsed = [e if isinstance(e, SliceExpr) else parse_slice_expr(e) for e in exprs]
+        if parsed:
+            self._use_computed(evaluate_slices(self.path, self.run_id, parsed))
+        return self
+
+    def _use_computed(self, computed: ComputedSlices) -> None:
+        install_slices(self._con, computed)
+        _run_views(self._con, None, computed=True)
+        self._computed = computed
+        self._slice_names = None
 
     def check_slices(self, by: Sequence[str]) -> None:
         """Raise :class:`UsageError` (setting ``by``) naming the run's slices when ``by`` names
@@ -221,7 +256,10 @@ class Run:
             " AND coalesce(r.prompt_tokens, 0) > p.above_tokens"
             f" WHERE r.run_id = {sql_literal(self.run_id)}",
         )
-        return Run(con, path=self.path, run_id=self.run_id, unknown_models=frozenset(unknown))
+        run = Run(con, path=self.path, run_id=self.run_id, unknown_models=frozenset(unknown))
+        if self._computed is not None:
+            run._use_computed(self._computed)
+        return run
 
     def close(self) -> None:
         """Close the DuckDB connection; safe to call twice."""
@@ -239,12 +277,28 @@ def _query_error(path: str, exc: duckdb.Error) -> AnalysisError | UsageError:
     return AnalysisError(f"query on {path}: {first}")
 
 
-def _run_views(con: duckdb.DuckDBPyConnection, run_results: str) -> None:
-    """``run_results`` as the query ``run_results``, and the final-attempt and request views
-    over it."""
-    con.execute(f"CREATE TEMP VIEW run_results AS {run_results}").complete()
-    con.execute(f"CREATE TEMP VIEW {FINAL_RESULTS} AS {FINAL_RESULTS_SQL}").complete()
-    con.execute(f"CREATE TEMP VIEW {REQUESTS} AS {REQUESTS_SQL}").complete()
+_STORED: Final = "stored_run_results"
+"""The run's attempts as stored (or repriced), before computed slices are added."""
+
+
+def _run_views(
+    con: duckdb.DuckDBPyConnection, run_results: str | None, *, computed: bool = False
+) -> None:
+    """``run_results`` as the query ``run_results`` (None: keep the stored one), with the
+    computed slices of :data:`~analysis.slicing.EXPR_SLICES` added when ``computed``, and the
+    final-attempt and request views over it."""
+    if run_results is not None:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {_STORED} AS {run_results}").complete()
+    select = f"SELECT * FROM {_STORED}"
+    if computed:  # a computed slice replaces a stored one of the same name (map_concat)
+        select = (
+            "SELECT r.* REPLACE (CASE WHEN e.slices IS NULL THEN r.slices"
+            " ELSE map_concat(r.slices, e.slices) END AS slices)"
+            f" FROM {_STORED} AS r LEFT JOIN {EXPR_SLICES} AS e ON e.trace_id = r.trace_id"
+        )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW run_results AS {select}").complete()
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {FINAL_RESULTS} AS {FINAL_RESULTS_SQL}").complete()
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {REQUESTS} AS {REQUESTS_SQL}").complete()
 
 
 def _connect(path: str) -> duckdb.DuckDBPyConnection:

@@ -52,7 +52,7 @@ class CaptureMiddleware:
         self.tee = Tee(
             builder=RecordBuilder(
                 redactor=Redactor(redaction),
-                slices=SliceExtractor(slices),
+                slices=SliceExtractor(slices, features=self.config.request_features),
                 service=self.config.service,
                 sidecar=socket.gethostname(),
             ),

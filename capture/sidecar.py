@@ -63,7 +63,7 @@ class Sidecar:
         self.sampler = Sampler(capture.sampling)
         builder = RecordBuilder(
             redactor=Redactor(redaction),
-            slices=SliceExtractor(slices),
+            slices=SliceExtractor(slices, features=capture.request_features),
             service=capture.service,
             sidecar=socket.gethostname(),
             key_header=kafka_key.removeprefix("header:") if kafka_key != "trace_id" else "",

@@ -13,6 +13,11 @@ A value is kept when it is a non-empty string, or a number or boolean (converted
 ``str()``: ``3``, ``0.5``, ``True``); objects, lists, null and empty strings count as absent.
 An absent value takes the rule's ``default``, and an empty default leaves the slice out. Values
 are cut to :data:`MAX_VALUE_CHARS` characters, so a label stays a label.
+
+Request features (:mod:`shadow.wire.features`: ``turns``, ``prompt_size``, ``tools``,
+``tool_calls``, ``stream``, ``format``) are added to every record by default, after the rules:
+a label a rule (or a header) already set is kept, never replaced by a feature.
+``capture.request_features = false`` turns them off.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from typing import Any
 import msgspec
 
 from shadow.config import SliceRule
+from shadow.trace.record import Usage
+from shadow.wire.features import answer_calls_tools, request_features
+from shadow.wire.sse import StreamSummary
 
 __all__ = ["DEFAULT_SLICE_RULES", "MAX_VALUE_CHARS", "SliceExtractor"]
 
@@ -49,9 +57,9 @@ class _Rule:
 class SliceExtractor:
     """Extracts slice labels per request; built once from the configured rules."""
 
-    __slots__ = ("_needs_body", "_rules")
+    __slots__ = ("_features", "_needs_body", "_rules")
 
-    def __init__(self, rules: Sequence[SliceRule] = ()) -> None:
+    def __init__(self, rules: Sequence[SliceRule] = (), *, features: bool = True) -> None:
         self._rules = tuple(
             _Rule(
                 name=rule.name,
@@ -62,20 +70,62 @@ class SliceExtractor:
             for rule in (rules or DEFAULT_SLICE_RULES)
         )
         self._needs_body = any(rule.keys for rule in self._rules)
+        self._features = features
 
-    def extract(self, headers: Mapping[str, str], body: bytes) -> dict[str, str]:
-        """The slice labels of one request, in rule order.
+    @property
+    def features(self) -> bool:
+        """Whether :meth:`extract` adds the request features when given the exchange's path."""
+        return self._features
+
+    def extract(
+        self,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        path: str | None = None,
+        status: int | None = None,
+        response: bytes | None = None,
+        stream: StreamSummary | None = None,
+        streamed: bool = False,
+        usage: Usage | None = None,
+    ) -> dict[str, str]:
+        """The slice labels of one request, in rule order, then its request features.
 
         Args:
             headers: the request headers, names lower-cased.
-            body: the raw request body; parsed once, and only if a rule reads a JSON path.
+            body: the raw request body; parsed once, and only if a rule reads a JSON path
+                or the features are computed.
+            path: the request path; without it (or with features off) only the rules apply.
+            status: the answer's HTTP status (None: no answer).
+            response: the answer's body when it was not streamed.
+            stream: the reassembled answer when it was streamed.
+            streamed: the answer was an event stream.
+            usage: the exchange's usage (its prompt tokens size the prompt).
         """
+        with_features = self._features and path is not None
         document: object = None
-        if self._needs_body:
-            try:
-                document = _DECODER.decode(body)
-            except (ValueError, RecursionError):  # DecodeError, UnicodeDecodeError, deep nesting
-                document = None
+        if self._needs_body or with_features:
+            document = _decode(body)
+        slices = self._by_rules(headers, document)
+        if with_features and path is not None:
+            calls: bool | None = None
+            if status is not None and 200 <= status <= 299:
+                if stream is not None:
+                    calls = bool(stream.tool_calls)
+                elif response is not None:
+                    calls = answer_calls_tools(_decode(response))
+            features = request_features(
+                path,
+                document,
+                prompt_tokens=usage.prompt_tokens if usage is not None else None,
+                streamed=streamed,
+                tool_calls=calls,
+            )
+            for name, value in features.items():
+                slices.setdefault(name, value)
+        return slices
+
+    def _by_rules(self, headers: Mapping[str, str], document: object) -> dict[str, str]:
         slices: dict[str, str] = {}
         for rule in self._rules:
             value = _lookup(document, rule.keys) if rule.keys else headers.get(rule.header)
@@ -85,6 +135,13 @@ class SliceExtractor:
             if text:
                 slices[rule.name] = text
         return slices
+
+
+def _decode(body: bytes) -> object:
+    try:
+        return _DECODER.decode(body)
+    except (ValueError, RecursionError):  # DecodeError, UnicodeDecodeError, deep nesting
+        return None
 
 
 def _lookup(document: object, keys: tuple[str, ...]) -> object:

@@ -1,8 +1,10 @@
-"""Options shared by ``shadow analyze``, ``gate`` and ``report``: SLOs, pins, thresholds.
+"""Options shared by ``shadow analyze``, ``gate`` and ``report``: SLOs, pins, thresholds, slices.
 
 Each has a key in ``shadow.toml``'s ``[analysis]`` section; a flag overrides the file. This
 module declares the flags, parses their syntax, and hands the values to
 :func:`analysis.settings.resolve_settings`; it also says library errors in terms of flags.
+``--slice NAME=EXPR`` (repeatable) computes a slice from each trace's stored request when the
+run is opened (:func:`open_results`; :mod:`analysis.slicing`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ _SLO_KEYS = {"ttft": "slo_ttft_ms", "tpot": "slo_tpot_ms", "latency": "slo_laten
 
 
 def analysis_options(func: F) -> F:
-    """Add --config, --slo, --pin, --min-samples and --embedder to a command."""
+    """Add --config, --slo, --pin, --min-samples, --embedder and --slice to a command."""
     options = [
         click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="shadow.toml; its [analysis] section sets the defaults below."),
@@ -43,6 +45,11 @@ def analysis_options(func: F) -> F:
                      help="Divergence measure: auto (MiniLM if installed), lexical, minilm, static "
                      "(fast MiniLM word table), or an OpenAI-compatible base URL[#model] "
                      "[default: auto]."),
+        click.option("--slice", "slice_exprs", multiple=True, metavar="NAME=EXPR",
+                     help="Add a slice computed from each trace's stored request, a DuckDB "
+                     "expression over the traces table (request_body, path, method, slices, "
+                     "...), e.g. --slice messages=\"json_array_length(request_body->'messages')\";"
+                     " use NAME in --by and gate rules' by (repeatable)."),
     ]  # fmt: skip
     for option in reversed(options):
         func = option(func)
@@ -55,8 +62,16 @@ def analysis_settings(
     pins: tuple[str, ...],
     min_samples: int | None,
     embedder: str | None,
+    slice_exprs: tuple[str, ...] = (),
 ) -> AnalysisConfig:
-    """The [analysis] settings of ``config_path`` with the flags applied on top."""
+    """The [analysis] settings of ``config_path`` with the flags applied on top.
+
+    ``slice_exprs`` (``--slice``) are not settings: their syntax is checked here, and
+    :func:`open_results` evaluates them."""
+    from analysis.slicing import parse_slice_expr
+
+    for text in slice_exprs:
+        parse_slice_expr(text)
     from analysis.settings import resolve_settings
 
     slos: dict[str, float] = {}
@@ -102,11 +117,17 @@ def slice_keys(by: str) -> list[str]:
     return keys
 
 
-def open_results(run_path: str, run_id: str | None) -> Run:
-    """:func:`analysis.run.open_run`, an empty store's error saying which flag writes one."""
+def open_results(run_path: str, run_id: str | None, slice_exprs: tuple[str, ...] = ()) -> Run:
+    """:func:`analysis.run.open_run`, an empty store's error saying which flag writes one,
+    with the ``--slice`` slices added (:meth:`analysis.run.Run.add_slices`)."""
     from analysis.run import NoRunError, open_run
 
     try:
-        return open_run(run_path, run_id)
+        run = open_run(run_path, run_id)
     except NoRunError as exc:
         raise UsageError(f"{exc} (--out)") from None
+    try:
+        return run.add_slices(slice_exprs)
+    except BaseException:
+        run.close()
+        raise

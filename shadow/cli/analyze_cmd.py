@@ -63,7 +63,7 @@ def command(run_path: str, by: str, fmt: str, pricing: str | None, run_id: str |
 
     settings = analysis_settings(**options)
     embedder = load_embedder_spec(settings)
-    run = open_results(run_path, run_id)
+    run = open_results(run_path, run_id, options["slice_exprs"])
     if pricing:
         run = run.reprice(load_pricing(pricing))
     keys = slice_keys(by)

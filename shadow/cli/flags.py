@@ -16,6 +16,7 @@ FLAGS = {
     "arrival": "--arrival",
     "burstiness": "--burstiness",
     "by": "--by",
+    "slice": "--slice",
     "port": "--port",
     "ramp": "--ramp",
     "rate": "--rate",

@@ -68,7 +68,7 @@ def command(run_path: str, rules: Path, run_id: str | None, fmt: str, allow_inco
         options["config_path"] = rules
     settings = analysis_settings(**options)
     outcome = judge(
-        open_results(run_path, run_id),
+        open_results(run_path, run_id, options["slice_exprs"]),
         config.gate,
         allow_inconclusive=allow_inconclusive,
         embedder=load_embedder_spec(settings),

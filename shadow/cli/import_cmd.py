@@ -38,7 +38,8 @@ def command() -> None:
         f"Slices: size is short (< {MEDIUM_MIN_TOKENS:,} context tokens), medium, or long "
         f"(>= {LONG_MIN_TOKENS:,}); tenant (acme 50%, globex 25%, initech 15%, umbrella 10%) and "
         "intent (complete 55%, explain 15%, refactor 12%, debug 10%, test 8%) are synthetic, "
-        "drawn per row from --seed; model is --model. "
+        "drawn per row from --seed; model is --model; turns, prompt_size, tools, tool_calls, "
+        "stream and format are the request features every capture has. "
         "Data: the Azure Public Dataset (AzureLLMInferenceDataset2023), CC-BY 4.0; cite Patel et "
         'al., "Splitwise: Efficient generative LLM inference using phase splitting", ISCA 2024.'
     ),
@@ -82,6 +83,13 @@ def command() -> None:
     show_default=True,
     help="Model the requests ask for (the body's model and the model slice).",
 )
+@click.option(
+    "--stream/--no-stream",
+    default=True,
+    show_default=True,
+    help="Write streamed requests that ask for the usage chunk (stream_options.include_usage), "
+    "so a replay measures TTFT; --no-stream writes plain requests.",
+)
 def azure(
     csv_path: Path,
     out: Path,
@@ -90,12 +98,14 @@ def azure(
     window_seconds: float | None,
     seed: int,
     model: str,
+    stream: bool,
 ) -> None:
     """Import an Azure LLM inference trace CSV as chat completion TraceRecords.
 
     Each row becomes a POST /v1/chat/completions request at the recorded time (kept to the
     nanosecond), with a synthetic prompt of exactly ContextTokens tokens (whitespace-separated
-    words, the rule `shadow mock-llm` counts by) and max_tokens = GeneratedTokens (at least 1).
+    words, the rule `shadow mock-llm` counts by) and max_tokens = GeneratedTokens (at least 1),
+    streamed with stream_options.include_usage unless --no-stream.
     The same --seed gives the same records; a record does not depend on the window or limit
     that selects it. The whole file is checked before anything is written.
 
@@ -116,7 +126,9 @@ def azure(
             f"no records of {csv_path} fall in the window starting {window_start:g} s after "
             "its first record; lower --window-start or widen --window-seconds"
         )
-    records = iter_records(rows, service=service_name(csv_path), seed=seed, model=model)
+    records = iter_records(
+        rows, service=service_name(csv_path), seed=seed, model=model, stream=stream
+    )
     try:
         count = write_jsonl(out, records)
     except OSError as exc:

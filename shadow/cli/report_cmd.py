@@ -86,7 +86,7 @@ def command(
         options["config_path"] = rules
     settings = analysis_settings(**options)
     model = load_embedder_spec(settings)
-    stored = open_results(run_path, run_id)
+    stored = open_results(run_path, run_id, options["slice_exprs"])
     run = stored
     try:
         if pricing:

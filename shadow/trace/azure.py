@@ -21,10 +21,15 @@ the recorded shape exactly:
   :data:`~shadow.wire.tokens.VOCABULARY` (drawn from the seed), taken at a per-row offset, wrapping.
 - ``max_tokens``: GeneratedTokens, but at least 1 (chat APIs reject 0). ``usage`` keeps the
   recorded counts unchanged (``estimated=False``).
+- streamed by default (``"stream": true, "stream_options": {"include_usage": true}``), as chat
+  and code assistants ask, so a replay measures TTFT and TPOT and reads the usage chunk;
+  ``stream=False`` writes plain requests.
 - slices: ``size`` from ContextTokens (``short`` < :data:`MEDIUM_MIN_TOKENS` <= ``medium`` <
   :data:`LONG_MIN_TOKENS` <= ``long``); ``tenant`` and ``intent`` drawn from
   :data:`TENANT_WEIGHTS` and :data:`INTENT_WEIGHTS` (also sent as the ``x-tenant`` header and
-  the body's ``metadata``); ``model``, the requested model.
+  the body's ``metadata``); ``model``, the requested model; and the request features of
+  :mod:`shadow.wire.features` (``turns`` 1, ``prompt_size`` from ContextTokens, ``tools`` and
+  ``tool_calls`` no, ``stream``, ``format`` openai).
 
 Everything synthetic (prompt offset, tenant, intent) comes from a generator seeded with an
 integer derived from ``(seed, row)`` by BLAKE2b, ``row`` being the 1-based data row of the file
@@ -52,6 +57,7 @@ import msgspec
 from shadow.errors import TraceError, UsageError
 from shadow.sim.profiles import ROUTED_CONTEXT_THRESHOLD
 from shadow.trace.record import HttpRequest, TraceRecord, Usage, body_fields
+from shadow.wire.features import request_features
 from shadow.wire.tokens import VOCABULARY
 
 __all__ = [
@@ -114,6 +120,7 @@ _COUNT = re.compile(r"\d+", re.ASCII)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
 _NS = 1_000_000_000
+_PATH = "/v1/chat/completions"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -273,12 +280,18 @@ def service_name(path: str | Path) -> str:
 
 
 def iter_records(
-    rows: Iterable[AzureRow], *, service: str, seed: int = 0, model: str = DEFAULT_MODEL
+    rows: Iterable[AzureRow],
+    *,
+    service: str,
+    seed: int = 0,
+    model: str = DEFAULT_MODEL,
+    stream: bool = True,
 ) -> Iterator[TraceRecord]:
     """Yield one chat completion TraceRecord per row (see the module docstring for the rules).
 
     Args:
         service: the records' ``service``, and the prefix of each ``trace_id``.
+        stream: write streamed requests that ask for the usage chunk (the default).
     """
     if not model:
         raise UsageError("model is empty; name the model the requests should ask for")
@@ -290,19 +303,22 @@ def iter_records(
         tenant: str = rng.choices(tenants, tenant_weights)[0]
         intent: str = rng.choices(intents, intent_weights)[0]
         prompt = pool.words(rng.randrange(POOL_WORDS), row.context_tokens)
-        body = {
+        body: dict[str, object] = {
             "model": model,
             "messages": [{"role": "user", "content": prompt}],
             "max_tokens": max(row.generated_tokens, 1),
-            "metadata": {"intent": intent, "tenant": tenant},
         }
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        body["metadata"] = {"intent": intent, "tenant": tenant}
         yield TraceRecord(
             trace_id=f"{service}-{row.row:06d}",
             captured_at=row.captured_at,
             service=service,
             request=HttpRequest(
                 method="POST",
-                path="/v1/chat/completions",
+                path=_PATH,
                 headers={"content-type": "application/json", "x-tenant": tenant},
                 **body_fields(msgspec.json.encode(body)),
             ),
@@ -316,6 +332,7 @@ def iter_records(
                 "tenant": tenant,
                 "intent": intent,
                 "model": model,
+                **request_features(_PATH, body, prompt_tokens=row.context_tokens),
             },
         )
 
@@ -328,12 +345,14 @@ def import_azure(
     window_start: float = 0.0,
     window_seconds: float | None = None,
     model: str = DEFAULT_MODEL,
+    stream: bool = True,
 ) -> list[TraceRecord]:
     """Read, validate and convert an Azure LLM trace CSV: the whole file is checked first."""
     rows = select_rows(
         read_azure_csv(path), window_start=window_start, window_seconds=window_seconds, limit=limit
     )
-    return list(iter_records(rows, service=service_name(path), seed=seed, model=model))
+    records = iter_records(rows, service=service_name(path), seed=seed, model=model, stream=stream)
+    return list(records)
 
 
 def _rng(*parts: object) -> random.Random:

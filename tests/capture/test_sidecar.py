@@ -129,7 +129,18 @@ def test_records_hold_request_response_timing_usage_and_slices(
     assert plain.usage is not None
     assert first.usage.completion_tokens == plain.usage.completion_tokens
     assert not first.usage.estimated
-    assert first.slices == {"tenant": "acme", "intent": "complete", "model": "shadow-large"}
+    assert first.slices == {
+        "tenant": "acme",
+        "intent": "complete",
+        "model": "shadow-large",
+        # the request features every record has (shadow/wire/features.py)
+        "turns": "1",
+        "prompt_size": "<256",
+        "tools": "no",
+        "tool_calls": "no",
+        "stream": "no",
+        "format": "openai",
+    }
     assert first.timing.latency_ms is not None
     assert first.timing.latency_ms > 0
     assert first.timing.ttft_ms is None
