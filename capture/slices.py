@@ -113,7 +113,7 @@ class SliceExtractor:
                 if stream is not None:
                     calls = bool(stream.tool_calls)
                 elif response is not None:
-                    calls = answer_calls_tools(_decode(response))
+                    calls = answer_calls_tools(_decode(response), path)
             features = request_features(
                 path,
                 document,

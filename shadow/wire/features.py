@@ -114,37 +114,14 @@ def request_features(
     return features
 
 
-def answer_calls_tools(answer: object) -> bool:
-    """Whether a decoded (not streamed) answer body calls tools, in any supported format."""
+def answer_calls_tools(answer: object, path: str | None = None) -> bool:
+    """Whether a decoded (not streamed) answer body calls tools, read in the format of the
+    request's ``path`` (any OpenAI format without one)."""
     if not isinstance(answer, Mapping):
         return False
-    choices = answer.get("choices")  # OpenAI Chat
-    for choice in choices if isinstance(choices, list) else ():
-        message = choice.get("message") if isinstance(choice, Mapping) else None
-        if isinstance(message, Mapping) and (
-            message.get("tool_calls") or message.get("function_call")
-        ):
-            return True
-    output = answer.get("output")  # Responses
-    if isinstance(output, list) and any(_typed(item, "function_call") for item in output):
-        return True
-    content = answer.get("content")  # Anthropic Messages
-    if isinstance(content, list) and any(_typed(block, "tool_use") for block in content):
-        return True
-    candidates = answer.get("candidates")  # Gemini
-    for candidate in candidates if isinstance(candidates, list) else ():
-        held = candidate.get("content") if isinstance(candidate, Mapping) else None
-        parts = held.get("parts") if isinstance(held, Mapping) else None
-        if isinstance(parts, list) and any(
-            isinstance(p, Mapping) and p.get("functionCall") for p in parts
-        ):
-            return True
-    return False
+    read = format_for(path).answer(answer)
+    return read is not None and bool(read.tool_calls)
 
 
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
-
-
-def _typed(item: object, kind: str) -> bool:
-    return isinstance(item, Mapping) and item.get("type") == kind
