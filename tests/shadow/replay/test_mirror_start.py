@@ -26,9 +26,8 @@ from shadow.sim import MockLLMServer
 from shadow.trace.record import encode
 from tests.shadow.trace.samples import chat_record
 
-WAITING = re.compile(
-    r"Kafka at 127\.0\.0\.1:\d+ does not answer \(no connection to any bootstrap server\); "
-    r"trying again in 0\.\d s"
+WAITING = re.compile(  # the reason depends on how the attempt failed (refused, or timed out)
+    r"Kafka at 127\.0\.0\.1:\d+ does not answer \([^)]+\); trying again in \d+\.\d s"
 )
 
 
@@ -43,15 +42,19 @@ def lines_of(stream: IO[str]) -> queue.Queue[str]:
     lines: queue.Queue[str] = queue.Queue()
 
     def read() -> None:
-        for line in stream:
-            lines.put(line)
+        try:
+            for line in stream:
+                lines.put(line)
+        except ValueError:  # closed under us (communicate() read the rest): nothing more
+            return
+        stream.close()  # EOF: the process is gone; close the pipe here, where it is read
 
     threading.Thread(target=read, daemon=True).start()
     return lines
 
 
 def wait_for_line(lines: queue.Queue[str], pattern: re.Pattern[str], seen: list[str]) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # a busy machine starts a Python process slowly
     while not any(pattern.search(line) for line in seen):
         seen.append(lines.get(timeout=max(0.1, deadline - time.monotonic())))
 
@@ -85,6 +88,16 @@ def mirror(kafka_port: int, candidate: str, tmp_path: Path, *extra: str) -> subp
         ],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Kill the mirror if it still runs and close its stdout (a failed test must not leak it;
+    stderr is closed by the thread that reads it, at its end)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None and not proc.stdout.closed:
+        proc.stdout.close()
 
 
 async def produce(bootstrap: str, values: list[bytes]) -> None:
@@ -132,9 +145,7 @@ def test_a_mirror_started_before_its_broker_waits_then_mirrors_and_counts_dead_l
             proc.send_signal(signal.SIGINT)
             stdout, _ = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc)
     seen += list(stderr.queue)
     assert proc.returncode == 0, "".join(seen)
     summary = json.loads(stdout)
@@ -157,9 +168,7 @@ def test_ctrl_c_while_waiting_for_kafka_ends_the_mirror_cleanly(
         proc.send_signal(signal.SIGINT)
         stdout, _ = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc)
     seen += list(stderr.queue)
     assert proc.returncode == 0, "".join(seen)
     assert "Traceback" not in "".join(seen)
