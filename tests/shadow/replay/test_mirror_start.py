@@ -45,9 +45,8 @@ def lines_of(stream: IO[str]) -> queue.Queue[str]:
         try:
             for line in stream:
                 lines.put(line)
-        except ValueError:  # closed under us (communicate() read the rest): nothing more
+        except ValueError:  # closed under us (the test's cleanup): nothing more to read
             return
-        stream.close()  # EOF: the process is gone; close the pipe here, where it is read
 
     threading.Thread(target=read, daemon=True).start()
     return lines
@@ -91,13 +90,14 @@ def mirror(kafka_port: int, candidate: str, tmp_path: Path, *extra: str) -> subp
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
-    """Kill the mirror if it still runs and close its stdout (a failed test must not leak it;
-    stderr is closed by the thread that reads it, at its end)."""
+    """Kill the mirror if it still runs and close its pipes (``communicate()`` has closed them
+    when the test got that far): a failed test must not leak them into a later one."""
     if proc.poll() is None:
         proc.kill()
         proc.wait()
-    if proc.stdout is not None and not proc.stdout.closed:
-        proc.stdout.close()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None and not pipe.closed:
+            pipe.close()
 
 
 async def produce(bootstrap: str, values: list[bytes]) -> None:
