@@ -149,7 +149,7 @@ async def run_replay(
                 run_id=run_id,
                 dead_letter_count=session.dead_letter.count,
                 dead_letter_path=str(session.dead_letter.path),
-                dry_run=plan.dry_run(routes, replay.pass_headers),
+                dry_run=plan.dry_run(routes, replay.pass_headers, job.arms),
             )
         validators = Validators(job.validators)
         loop = asyncio.get_running_loop()

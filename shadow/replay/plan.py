@@ -9,16 +9,18 @@ rate); a resumed run keeps what is left with :meth:`~ReplayPlan.resume`, re-time
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
+from shadow.config import ArmConfig
 from shadow.errors import UsageError
 from shadow.replay.pacing import Arrival, recorded_schedule, synthetic_schedule
 from shadow.replay.sources import SourceItem
-from shadow.replay.targets import unsent_headers
+from shadow.replay.targets import RefusedRequest, build_request, unsent_headers
+from shadow.trace.record import TraceRecord
 from shadow.wire.routes import RouteAllowList
 
 __all__ = ["DryRun", "DryRunRow", "Pacing", "ReplayPlan"]
@@ -142,9 +144,14 @@ class ReplayPlan:
         return ReplayPlan(self.items, offsets, self.arms)
 
     def dry_run(
-        self, routes: RouteAllowList | None = None, pass_headers: Sequence[str] = ()
+        self,
+        routes: RouteAllowList | None = None,
+        pass_headers: Sequence[str] = (),
+        arms: Mapping[str, ArmConfig] | None = None,
     ) -> DryRun:
-        """What this plan would send, given the route allow-list (default: the default one)."""
+        """What this plan would send, given the route allow-list (default: the default one) and
+        the arms (a record an arm's ``format`` cannot translate is ``skipped_untranslatable``,
+        sent to no arm, as in the replay)."""
         allow = routes if routes is not None else RouteAllowList()
         rows: list[DryRunRow] = []
         reasons: dict[str, int] = {}
@@ -158,6 +165,9 @@ class ReplayPlan:
                 reason = verdict.reason or "skipped_path"
                 reasons[reason] = reasons.get(reason, 0) + 1
                 continue
+            if _untranslatable(record, arms or {}, allow):
+                reasons["skipped_untranslatable"] = reasons.get("skipped_untranslatable", 0) + 1
+                continue
             slices = ",".join(f"{k}={v}" for k, v in sorted(record.slices.items()))
             rows.append(DryRunRow(float(offset), record.trace_id, verdict.path, slices))
         first = self.items[0].record.request.headers if self.items else {}
@@ -169,3 +179,19 @@ class ReplayPlan:
             duration_s=float(self.offsets[-1]) if len(self.offsets) else 0.0,
             headers_dropped=unsent_headers(first, pass_headers),
         )
+
+
+def _untranslatable(
+    record: TraceRecord, arms: Mapping[str, ArmConfig], routes: RouteAllowList
+) -> bool:
+    """Whether an arm's ``format`` cannot translate ``record`` (the replay then sends it to no
+    arm: shadow.replay.scheduler.FanOut.admits)."""
+    for config in arms.values():
+        if config.format == "auto":
+            continue
+        try:
+            build_request(record, config, secret=None, routes=routes)
+        except RefusedRequest as refused:
+            if refused.reason == "skipped_untranslatable":
+                return True
+    return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from shadow.config import ArmConfig
 from shadow.errors import UsageError
 from shadow.replay.plan import Pacing, ReplayPlan
 from shadow.replay.sources import SourceItem
@@ -93,3 +94,30 @@ def test_the_dry_run_lists_what_is_sent_and_counts_what_is_not() -> None:
         "2 records to baseline, candidate over 1.0 s; 1 skipped (skipped_path: 1); "
         "headers not replayed: authorization"
     )
+
+
+def test_the_dry_run_counts_what_a_translating_arm_cannot_take() -> None:
+    """An Anthropic-format candidate cannot take n > 1: counted skipped_untranslatable, listed
+    nowhere; a plain chat request goes on."""
+    chat = '"messages": [{"role": "user", "content": "hi"}]'
+    bodies = [f'{{"model": "m", {chat}}}', f'{{"model": "m", "n": 3, {chat}}}']
+    recs = [
+        TraceRecord(
+            trace_id=f"x{i}",
+            captured_at=T0 + i,
+            request=HttpRequest(method="POST", path="/v1/chat/completions", body=body),
+        )
+        for i, body in enumerate(bodies)
+    ]
+    items = [SourceItem(record=r, position=None) for r in recs]
+    plan = ReplayPlan.build(items, pacing=Pacing(), arms=ARMS)
+    arms = {
+        "baseline": ArmConfig(url="http://127.0.0.1:1"),
+        "candidate": ArmConfig(
+            url="http://127.0.0.1:2", format="anthropic", body_overrides={"model": "claude"}
+        ),
+    }
+    dry = plan.dry_run(None, (), arms)
+    assert [row.trace_id for row in dry.rows] == ["x0"]
+    assert dry.skipped_by_reason == {"skipped_untranslatable": 1}
+    assert plan.dry_run().skipped == 0  # without the arms, nothing to translate
