@@ -1,7 +1,10 @@
 """A minimal ASGI forwarding proxy, to compare upstream clients under the same server.
 
-No tee, no metrics: only what the client library costs. ``--client`` is ``aiohttp``,
-``httpx`` (default httpcore transport) or ``httpx-aiohttp`` (httpx with aiohttp underneath).
+No tee, no metrics: only what the client library and the server cost. ``--client`` is
+``aiohttp``, ``httpx`` (default httpcore transport) or ``httpx-aiohttp`` (httpx with aiohttp
+underneath). ``--server`` is ``uvicorn`` (httptools, uvloop: what the sidecar uses),
+``granian`` (Rust HTTP server, ASGI, one worker, uvloop) or ``aiohttp-web`` (aiohttp's own
+server, no ASGI), so the server choice is measured with the same client.
 
     python bench/_minimal_proxy.py --client aiohttp --upstream http://127.0.0.1:9000
 """
@@ -9,6 +12,9 @@ No tee, no metrics: only what the client library costs. ``--client`` is ``aiohtt
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -54,6 +60,40 @@ def build(client: str, upstream: str) -> Any:
     return app
 
 
+def from_env() -> Any:
+    """The app for granian (``--factory``): client and upstream from the environment."""
+    return build(os.environ["MINIMAL_PROXY_CLIENT"], os.environ["MINIMAL_PROXY_UPSTREAM"])
+
+
+def _serve_aiohttp_web(upstream: str, sock: Any) -> None:
+    import aiohttp
+    from aiohttp import web
+
+    async def forward(request: web.Request) -> web.Response:
+        session: aiohttp.ClientSession = request.app["session"]
+        body = await request.read()
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() != "host"]
+        url = upstream + request.path
+        async with session.request(request.method, url, data=body, headers=headers) as r:
+            content = await r.read()
+            out = [(k, v) for k, v in r.headers.items()
+                   if k.lower() not in ("connection", "transfer-encoding", "content-length")]  # fmt: skip
+            return web.Response(status=r.status, body=content, headers=out)
+
+    async def opened(app: web.Application) -> Any:
+        app["session"] = _open("aiohttp")
+        yield
+        await app["session"].close()
+
+    app = web.Application()
+    app.cleanup_ctx.append(opened)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    import uvloop
+
+    uvloop.install()
+    web.run_app(app, sock=sock, access_log=None, print=None)
+
+
 def _open(client: str) -> Any:
     if client == "aiohttp":
         import aiohttp
@@ -80,9 +120,27 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--client", choices=["aiohttp", "httpx", "httpx-aiohttp"], required=True)
     parser.add_argument("--upstream", required=True)
+    parser.add_argument(
+        "--server", choices=["uvicorn", "granian", "aiohttp-web"], default="uvicorn"
+    )
     args = parser.parse_args()
     sock = bind_socket("127.0.0.1", 0)
-    print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+    port = sock.getsockname()[1]
+    if args.server == "granian":
+        sock.close()  # granian binds the port itself
+    print(f"listening on http://127.0.0.1:{port}", flush=True)
+    if args.server == "aiohttp-web":
+        _serve_aiohttp_web(args.upstream, sock)
+        return
+    if args.server == "granian":
+        env = {**os.environ, "MINIMAL_PROXY_CLIENT": args.client,
+               "MINIMAL_PROXY_UPSTREAM": args.upstream}  # fmt: skip
+        granian = str(Path(sys.executable).with_name("granian"))
+        os.execve(granian, [granian, "--interface", "asgi", "--host", "127.0.0.1", "--port",
+                            str(port), "--workers", "1", "--loop", "uvloop", "--no-ws",
+                            "--log-level", "warning", "--no-access-log", "--factory",
+                            "--working-dir", str(Path(__file__).parent),
+                            "_minimal_proxy:from_env"], env)  # fmt: skip
     config = uvicorn.Config(
         build(args.client, args.upstream),
         loop="uvloop",

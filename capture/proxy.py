@@ -32,6 +32,7 @@ from yarl import URL
 
 from capture.exchange import Exchange, TraceIds
 from capture.metrics import CaptureMetrics
+from capture.protocol import RECEIVED_AT
 
 __all__ = ["Forwarder", "Receive", "Scope", "Send", "forwarding_headers"]
 
@@ -137,6 +138,7 @@ class Forwarder:
         """Forward one request; returns the filled exchange when ``capture`` is set."""
         started_ns = time.time_ns()
         t0 = time.perf_counter()
+        received: float = scope.get(RECEIVED_AT, t0)  # the first byte in (capture.protocol)
         method: str = scope["method"]
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("latin-1")
         query: bytes = scope.get("query_string", b"")
@@ -162,6 +164,7 @@ class Forwarder:
         assert task is not None
         watcher: asyncio.Task[None] | None = None
         state = _State()
+        upstream_s: float | None = None
         try:
             first = await receive()
             body: bytes | AsyncIterator[bytes]
@@ -192,7 +195,9 @@ class Forwarder:
                     watcher = asyncio.create_task(_watch_disconnect(receive, task, state))
 
                 body = stream_body()
-            await self._forward(method, raw_path, query, headers, body, send, ex, state, t0)
+            upstream_s = await self._forward(
+                method, raw_path, query, headers, body, send, ex, state
+            )
         except asyncio.CancelledError:
             if not state.disconnected:
                 raise
@@ -204,6 +209,10 @@ class Forwarder:
                 watcher.cancel()
         if ex is not None:
             ex.finish()
+        if upstream_s is not None:
+            # first byte in to last byte handed to the server, minus the wait on the upstream
+            taken = time.perf_counter() - received
+            self.metrics.added_latency.observe(max(0.0, taken - upstream_s))
         return ex
 
     def _tee_request(self, ex: Exchange | None, chunk: bytes) -> None:
@@ -236,8 +245,8 @@ class Forwarder:
         send: Send,
         ex: Exchange | None,
         state: _State,
-        t0: float,
-    ) -> None:
+    ) -> float | None:
+        """Forward and stream the answer; the seconds spent on the upstream, None on failure."""
         assert self._session is not None, "Forwarder.start() was not called"
         sent_at = time.perf_counter()
         try:
@@ -271,21 +280,20 @@ class Forwarder:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except (TimeoutError, aiohttp.ServerTimeoutError):
             await self._upstream_failed(send, ex, state, 504, "upstream_timeout")
-            return
+            return None
         except aiohttp.ClientConnectorError as exc:
             await self._upstream_failed(send, ex, state, 502, "upstream_unreachable", str(exc))
-            return
+            return None
         except (aiohttp.ClientError, ConnectionResetError) as exc:
             if state.disconnected:
                 self._fail(ex, "client_disconnected", None)
-                return
+                return None
             await self._upstream_failed(send, ex, state, 502, "upstream_reset", str(exc))
-            return
-        total = time.perf_counter() - t0
+            return None
         upstream = upstream_done - sent_at
-        self.metrics.added_latency.observe(max(0.0, total - upstream))
         if ex is not None:
             ex.upstream_ms = upstream * 1000.0
+        return upstream
 
     async def _upstream_failed(
         self,

@@ -26,6 +26,7 @@ from capture.sinks import TraceSink
 from capture.slices import SliceExtractor
 from capture.spool import Spool
 from capture.tee import DrainReport, Tee
+from capture.worker import BuildWorker
 from shadow.config import CaptureConfig, Config, RedactionConfig, SliceRule
 
 __all__ = ["Sidecar"]
@@ -75,6 +76,7 @@ class Sidecar:
             spool=self.spool,
             metrics=self.metrics,
             queue_size=capture.queue_size,
+            worker=BuildWorker(builder, self.metrics),
         )
         prefix = capture.admin_prefix.rstrip("/")
         self._metrics_path = prefix + "/metrics"
@@ -96,6 +98,8 @@ class Sidecar:
         """Open the upstream pool and start the tee (call on the serving loop)."""
         if not self._started:
             await self.forwarder.start()
+            if self.tee.worker is not None:
+                await self.tee.worker.start()
             self.tee.start()
             self._started = True
 

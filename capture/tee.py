@@ -8,6 +8,9 @@
                                             disk spool ──drainer──▶ sink (oldest first)
 
 - :meth:`Tee.submit` never blocks and never raises: a full queue drops and counts.
+- With a :class:`~capture.worker.BuildWorker` (the sidecar) records are built in a worker
+  process, the next batch while the previous one is delivered, in order; without one (the
+  middleware, tests) on this loop, large bodies in a thread.
 - The worker sends batches straight to the sink while it is healthy. When a delivery fails,
   that batch and every later one go to the spool, so order is kept; the drainer retries the
   spool with backoff and, once it is empty, the worker goes back to direct delivery.
@@ -38,6 +41,7 @@ from capture.exchange import Exchange, RecordBuilder
 from capture.metrics import CaptureMetrics
 from capture.sinks import ConfirmingSink, SinkError, TraceSink
 from capture.spool import Segment, Spool
+from capture.worker import IN_FLIGHT, BuildWorker
 from shadow.trace.record import encode
 
 __all__ = ["DrainReport", "Tee"]
@@ -101,8 +105,11 @@ class Tee:
         retry_min_s: float = 0.2,
         retry_max_s: float = 5.0,
         confirm_interval_s: float = 1.0,
+        worker: BuildWorker | None = None,
     ) -> None:
         self.builder = builder
+        self.worker = worker
+        """Builds records in a child process when set; else on the loop (large ones in a thread)."""
         self.sink = sink
         self.spool = spool
         self.metrics = metrics
@@ -209,6 +216,8 @@ class Tee:
             return []
 
     async def _worker(self) -> None:
+        if self.worker is not None:
+            await self._pipelined(self.worker)
         while True:
             first = await self._queue.get()
             batch = self._take_batch(first)
@@ -217,6 +226,31 @@ class Tee:
                 await self._deliver(encoded)
             for _ in batch:
                 self._queue.task_done()
+
+    async def _pipelined(self, worker: BuildWorker) -> None:
+        """Batches go to the worker process while the previous one is delivered, in order."""
+        built: asyncio.Queue[tuple[asyncio.Task[list[tuple[bytes, bytes]]], int]]
+        built = asyncio.Queue(IN_FLIGHT)
+
+        async def deliver() -> None:
+            while True:
+                task, n = await built.get()
+                encoded = await task
+                if encoded:
+                    await self._deliver(encoded)
+                for _ in range(n):
+                    self._queue.task_done()
+
+        deliverer = asyncio.create_task(deliver(), name="shadow-tee-deliverer")
+        try:
+            while True:
+                first = await self._queue.get()
+                batch = self._take_batch(first)
+                await built.put((asyncio.create_task(worker.encode(batch)), len(batch)))
+        finally:
+            deliverer.cancel()
+            while not built.empty():
+                built.get_nowait()[0].cancel()
 
     async def _deliver(self, encoded: list[tuple[bytes, bytes]]) -> None:
         if not self._spooling:
@@ -368,6 +402,8 @@ class Tee:
         if leftover:
             await self._to_spool(leftover)
         await self.sink.aclose()
+        if self.worker is not None:
+            await self.worker.aclose()
         await asyncio.to_thread(self.spool.close)
         return self._report()
 
@@ -395,7 +431,7 @@ class Tee:
     def _report(self) -> DrainReport:
         dropped = sum(
             self.metrics.value("shadow_capture_records_dropped_total", reason=reason)
-            for reason in ("queue_full", "spool_full", "build_error", "closed")
+            for reason in ("queue_full", "spool_full", "build_error", "worker_died", "closed")
         )
         return DrainReport(
             sent=self.sent,

@@ -69,6 +69,7 @@ def command(
       shadow capture --upstream https://llm.internal --listen 0.0.0.0:8080 --out traces.jsonl
       OPENAI_BASE_URL=http://127.0.0.1:8080/v1 python my_app.py     # point clients at it
     """
+    from capture.protocol import StampingProtocol
     from capture.sidecar import Sidecar
     from capture.sinks import FileSink, TraceSink
     from shadow.kafka.address import KafkaAddress
@@ -119,7 +120,7 @@ def command(
         uvicorn.Config(
             app,
             loop="uvloop",
-            http="httptools",
+            http=StampingProtocol,  # httptools, stamping each request's first byte
             lifespan="on",
             access_log=False,
             log_level="warning",
