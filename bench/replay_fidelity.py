@@ -5,8 +5,10 @@ sends/s sustained open loop with lag p99 <= 5 ms; 10,000 concurrent streams unde
 
 - Lag: ``shadow replay --rate R --arrival constant`` of synthetic chat records to a static
   nginx target (both arms point at it, so each record is two sends), read from the run's
-  summary (``--json``). One process, then two processes (``--shard 0/2`` and ``1/2`` with one
-  ``--start-at``) using both cores.
+  summary (``--json``). One process, then ``--workers 2`` (two processes sharing one
+  schedule, both cores); ``--runs K`` repeats each rate (the machine is noisy).
+- Overload: three times the highest rate one process kept: the run must finish, store one
+  result row per send and count its late sends.
 - The highest rate with lag p99 <= 5 ms, searched over a rate ladder.
 - wrk (closed loop) and hey (fixed rate) against the same nginx target, for scale.
 - Streams: N records to a mock-llm with slow decode (one token per second, 20 tokens), both
@@ -95,12 +97,16 @@ def replay(
     out: Path,
     *,
     shards: int = 1,
+    workers: int = 1,
     extra: list[str] | None = None,
     cores: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Run one replay (or ``shards`` processes sharing one schedule) and merge their summaries."""
-    start_at = time.time() + 2.5  # every shard starts its schedule at the same instant
+    """Run one replay (``shards`` processes sharing one schedule, or one ``--workers``
+    replay) and merge their summaries."""
+    start_at = time.time() + 5.0  # every shard starts at the same instant (slow starts: load)
     procs = []
+    if workers > 1:
+        extra = [*(extra or []), "--workers", str(workers)]
     for shard in range(shards):
         cmd = [
             sys.executable, "-m", "shadow", "replay", str(records), "--baseline", target,
@@ -111,7 +117,8 @@ def replay(
         if shards > 1:
             cmd += ["--shard", f"{shard}/{shards}"]
         core = (cores or [0, 1])[shard % len(cores or [0, 1])]
-        procs.append(subprocess.Popen(pin(core, cmd), stdout=subprocess.PIPE, text=True))
+        cmd = cmd if workers > 1 else pin(core, cmd)  # workers spread over both cores
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
     summaries = []
     peak_rss_kb = 0
     while any(p.poll() is None for p in procs):
@@ -126,9 +133,11 @@ def replay(
         lags.append((s["lag_p50_ms"], s["lag_p99_ms"], s["lag_max_ms"]))
     sends = sum(a["sent"] for s in summaries for a in s["arms"].values())
     errors = sum(sum(a["errors"].values()) for s in summaries for a in s["arms"].values())
+    rows = _stored_rows(out, shards)
     return {
         "rate_records_per_s": rate,
-        "processes": shards,
+        "processes": max(shards, workers),
+        "stored_rows": rows,
         "records": sum(s["scheduled"] for s in summaries),
         "sends": sends,
         "errors": errors,
@@ -142,6 +151,21 @@ def replay(
             (a["latency_p99_ms"] or 0) for s in summaries for a in s["arms"].values()
         ),
     }
+
+
+def _stored_rows(out: Path, shards: int) -> int:
+    """Result rows the run(s) stored (every send must be one)."""
+    import duckdb
+
+    from shadow.results.views import results_relation
+
+    total = 0
+    for shard in range(shards):
+        con = duckdb.connect()
+        results_relation(con, f"{out}-{shard}/")
+        total += int(con.execute("select count(*) from results").fetchone()[0])  # type: ignore[index]
+        con.close()
+    return total
 
 
 def _vm_hwm(pid: int) -> int:
@@ -183,7 +207,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--streams", type=int, default=5000, help="records; x2 arms = streams")
     parser.add_argument("--skip-streams", action="store_true")
-    parser.add_argument("--ladder", default="1000,2000,3000,4000,5000")
+    parser.add_argument("--ladder", default="1000,2000,3000,4000,5000", help="records/s")
+    parser.add_argument("--runs", type=int, default=1, help="repeat each ladder rate")
+    parser.add_argument("--skip-closed-loop", action="store_true", help="no wrk / hey")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
@@ -204,11 +230,11 @@ def main() -> None:
         print("open loop replay to static nginx; each record = 2 sends (baseline, candidate)")
         print(f"{'records/s':>10} {'procs':>5} {'sends/s':>9} {'lag p50':>8} {'lag p99':>8} "
               f"{'lag max':>8} {'late':>6} {'errors':>6} {'RSS MiB':>8}")  # fmt: skip
-        rows = []
+        rows: list[dict[str, Any]] = []
         for shards in (1, 2):
-            for rate in ladder:
+            for rate in [r for r in ladder for _ in range(args.runs)]:
                 row = replay(records, target, rate, int(rate * args.seconds),
-                             work / f"lag-{shards}-{rate:.0f}", shards=shards)  # fmt: skip
+                             work / f"lag-{shards}-{rate:.0f}-{len(rows)}", workers=shards)  # fmt: skip
                 rows.append(row)
                 print(f"{rate:>10.0f} {shards:>5} {row['offered_sends_per_s']:>9.0f} "
                       f"{row['lag_p50_ms']:>8.2f} {row['lag_p99_ms']:>8.2f} {row['lag_max_ms']:>8.1f} "
@@ -222,6 +248,19 @@ def main() -> None:
             print(
                 f"highest sustained with lag p99 <= 5 ms, {shards} process(es): {best:,.0f} sends/s"
             )
+        # Overload: three times the highest rate one process sent with lag p99 <= 5 ms (or the
+        # top of the ladder): it must finish, store a row per send and count the late ones.
+        capacity = results["max_sends_per_s_lag_p99_le_5ms_1proc"] / 2 or max(ladder)
+        over = 3 * capacity
+        n = int(over * min(args.seconds, 4))
+        row = replay(records, target, over, n, work / "overload")
+        results["overload"] = row
+        print(f"overload at 3x ({2 * over:,.0f} sends/s offered): finished, {row['sends']:,} "
+              f"sends, {row['stored_rows']:,} rows stored, {row['late']:,} late, "
+              f"lag p99 {row['lag_p99_ms']:,.0f} ms")  # fmt: skip
+        if args.skip_closed_loop:
+            _write(results)
+            return
 
         seconds = int(args.seconds)
         results["wrk_closed_loop_rps"] = wrk_closed(
@@ -250,6 +289,10 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(work, ignore_errors=True)
+    _write(results)
+
+
+def _write(results: dict[str, Any]) -> None:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "replay_fidelity.json"
     out.write_text(json.dumps(results, indent=2))

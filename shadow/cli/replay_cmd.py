@@ -7,7 +7,7 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from shadow.replay.budget import UnpricedModelsError
-    from shadow.replay.jobs import ReplayJob
+    from shadow.replay.jobs import ReplayJob, ReplayOutcome
     from shadow.replay.replayer import Replayer
 
 __all__ = ["command", "unpriced_message"]
@@ -104,6 +104,9 @@ def _parse_ramp(value: str | None) -> tuple[float, float, float] | None:
 @click.option("--shard", metavar="I/N",
               help="Send only records I, I+N, I+2N... of the schedule (several processes, "
               "same --start-at, one global rate).")  # fmt: skip
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Split the run across N processes sharing its schedule (rates beyond one "
+              "core; --out DIR/).")  # fmt: skip
 @click.option(
     "--grace",
     "grace_s",
@@ -138,9 +141,12 @@ def command(**opts: Any) -> None:
           --burstiness 4 --limit 5000            # load test
       shadow replay traces.jsonl --baseline URL --candidate URL --dry-run
     """
-    import uvloop
+    if opts["workers"] > 1 and not opts["dry_run"]:
+        exit_code = _run_workers(opts)
+    else:
+        import uvloop
 
-    exit_code = uvloop.run(_main(opts))
+        exit_code = uvloop.run(_main(opts))
     if exit_code:
         sys.exit(exit_code)
 
@@ -200,7 +206,7 @@ def _job(opts: dict[str, Any]) -> ReplayJob:
         start_at=opts["start_at"],
         grace_s=opts["grace_s"],
         dead_letter=opts["dead_letter"],
-        run_config={k: v for k, v in opts.items() if k != "config_path"}
+        run_config={k: v for k, v in opts.items() if k not in ("config_path", "workers")}
         | {"config_path": str(opts["config_path"] or "")},
         allow_unpriced=opts["allow_unpriced"],
     )
@@ -209,18 +215,37 @@ def _job(opts: dict[str, Any]) -> ReplayJob:
 async def _main(opts: dict[str, Any]) -> int:
     from rich.console import Console
 
-    from shadow.replay.budget import UnpricedModelsError
-    from shadow.replay.display import read_lines, summary_table
     from shadow.replay.jobs import run_replay
-    from shadow.replay.session import UnknownRunError
 
     job = _job(opts)
     console = Console(stderr=True)
     quiet = opts["quiet"] or opts["as_json"] or not console.is_terminal
-    try:
+    with _usage_errors():
         outcome = await run_replay(
             job, dry_run=opts["dry_run"], watch=_watcher(console, opts["grace_s"], quiet=quiet)
         )
+    return _report(opts, outcome)
+
+
+def _run_workers(opts: dict[str, Any]) -> int:
+    """``--workers N``: N processes share the schedule; one merged summary."""
+    from shadow.replay.workers import check_workers, run_workers
+
+    job = _job(opts)
+    check_workers(job, opts["workers"])
+    with _usage_errors():
+        outcome = run_workers(job, opts["workers"])
+    return _report(opts, outcome)
+
+
+@contextlib.contextmanager
+def _usage_errors() -> Iterator[None]:
+    """The run's refusals as one-line usage errors."""
+    from shadow.replay.budget import UnpricedModelsError
+    from shadow.replay.session import UnknownRunError
+
+    try:
+        yield
     except UnknownRunError as exc:
         raise UsageError(
             f"--resume {exc.run_id}: no results for that run in {exc.out}; "
@@ -228,6 +253,14 @@ async def _main(opts: dict[str, Any]) -> int:
         ) from None
     except UnpricedModelsError as exc:
         raise UsageError(unpriced_message(exc)) from None
+
+
+def _report(opts: dict[str, Any], outcome: ReplayOutcome) -> int:
+    """Print the outcome (the plan, the JSON summary or the table); the exit code."""
+    from rich.console import Console
+
+    from shadow.replay.display import read_lines, summary_table
+
     if outcome.dry_run is not None:
         for line in outcome.dry_run.lines():
             click.echo(line)

@@ -11,13 +11,19 @@ The sends themselves, and the rails around them (breakers, the budget cap, retri
 allow-list), are the shared :class:`~shadow.replay.scheduler.FanOut`; the replayer decides
 when each record is due. A graceful stop (:meth:`Replayer.request_stop`: stop scheduling, let
 in-flight sends finish within the grace period) or an immediate one (:meth:`Replayer.force_stop`).
+While it runs, the objects loaded before it (the records) are frozen out of the cycle
+collector, young collections are rarer and the GIL changes hands every 0.5 ms
+(:func:`_punctual`), so neither the collector nor the results writer's thread makes sends late.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from shadow.replay.pacing import Pacer
 from shadow.replay.scheduler import FanOut
@@ -28,6 +34,13 @@ __all__ = ["Replayer"]
 
 _INTERRUPTIBLE_S = 0.25
 """Waits longer than this also wake up on a stop request."""
+
+_GC_THRESHOLD_0 = 50_000
+"""The youngest generation's collection threshold while a replay runs (Python's is 700)."""
+
+_SWITCH_INTERVAL_S = 0.0005
+"""How long another thread (the results writer) may hold the GIL while the loop waits for it,
+while a replay runs (Python's default is 5 ms)."""
 
 
 class Replayer:
@@ -73,10 +86,11 @@ class Replayer:
 
         An exception in a send is not swallowed: it stops the replay and is raised here.
         """
-        loop = asyncio.get_running_loop()
-        start = self.start if self.start is not None else loop.time() + 0.05
-        pacer = Pacer(start, precise=True)
-        return await self.fanout.run(lambda: self._schedule(pacer))
+        with _punctual():
+            loop = asyncio.get_running_loop()
+            start = self.start if self.start is not None else loop.time() + 0.05
+            pacer = Pacer(start, precise=True)
+            return await self.fanout.run(lambda: self._schedule(pacer))
 
     async def _schedule(self, pacer: Pacer) -> None:
         fanout = self.fanout
@@ -116,3 +130,27 @@ class Replayer:
             for fut in (waiter, stopper):
                 if not fut.done():
                     fut.cancel()
+
+
+@contextlib.contextmanager
+def _punctual() -> Iterator[None]:
+    """Keep the cycle collector's and the writer thread's pauses out of the schedule.
+
+    The loaded records are moved out of the collector's sight (:func:`gc.freeze`) and young
+    collections run less often: measured at 2,000 sends/s, full collections over the loaded
+    records paused the loop for 35-65 ms (every send due then was late by as much). The GIL
+    is handed over every 0.5 ms instead of 5 ms, so the results writer's thread (building a
+    batch's rows) cannot keep the loop waiting for longer. All is undone when the replay ends.
+    """
+    gc.collect()
+    gc.freeze()
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(threshold[0], _GC_THRESHOLD_0), *threshold[1:])
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch, _SWITCH_INTERVAL_S))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(switch)
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
