@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from analysis.cost import GROUP_COST_SQL, GroupCost, group_cost, unpriced_models
 from analysis.figures import FIGURES
 from analysis.sql import (
     ATTEMPT_FIGURES_SQL,
@@ -105,6 +106,10 @@ class GroupFigures:
     attempt's)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Schedule lag, token quantiles, goodput, models and error classes."""
+    cost: GroupCost | None = None
+    """The group's cost over its attempts (:func:`analysis.cost.group_costs`' row)."""
+    unpriced: dict[str, int] = field(default_factory=dict)
+    """Model -> attempts that had no price (:func:`analysis.cost.unpriced`), most first."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,8 +152,8 @@ def group_figures(
         group_key([r[n] for n in names], r["arm"]): r
         for r in run.records(
             f"SELECT {select}, {ATTEMPT_FIGURES_SQL}, histogram(model) AS _models,"
-            f" histogram({_ERROR_CLASS}) FILTER (WHERE NOT coalesce(ok, false)) AS _errors"
-            f" FROM run_results GROUP BY {group_by}",
+            f" histogram({_ERROR_CLASS}) FILTER (WHERE NOT coalesce(ok, false)) AS _errors,"
+            f" {GROUP_COST_SQL} FROM run_results GROUP BY {group_by}",
             params,
         )
     }
@@ -182,6 +187,8 @@ def group_figures(
             attempt={name: per_attempt.get(name) for name in attempt_names},
             sample=samples.get(key, {}),
             extra=extra,
+            cost=group_cost(key[:-1], key[-1], per_attempt) if per_attempt else None,
+            unpriced=unpriced_models(per_attempt),
         )
     return out
 
@@ -254,16 +261,16 @@ def pair_ratios(
         )
     group_by = ", ".join([*(f"c.{n}" for n in names), "c.arm"])
     ref = f"${len(keys) + 2}" if keys else "$1"
-    # The timed requests once (MATERIALIZED: the view is not computed twice for the join), with
-    # the slice values as text columns: carrying the slices MAP through the join doubles its cost.
+    # The reference's side carries no slices (read from the MAP of the compared side only) and
+    # neither side is materialised: each is one filtered scan of the requests.
+    timed = f"FROM {REQUESTS} WHERE (latency_ms IS NOT NULL OR ttft_ms IS NOT NULL) AND arm"
     query = (
-        "WITH timed AS MATERIALIZED (SELECT trace_id, arm, "
+        f"WITH b AS (SELECT trace_id, latency_ms, ttft_ms {timed} = {ref}),"
+        " c AS (SELECT trace_id, arm, "
         + "".join(f"{c}, " for c in slice_columns(keys))
-        + f"latency_ms, ttft_ms FROM {REQUESTS}"
-        " WHERE latency_ms IS NOT NULL OR ttft_ms IS NOT NULL)"
+        + f"latency_ms, ttft_ms {timed} <> {ref})"
         f" SELECT {cols}c.arm AS arm, {', '.join(ratios)}"
-        " FROM timed AS c JOIN timed AS b USING (trace_id)"
-        f" WHERE b.arm = {ref} AND c.arm <> b.arm GROUP BY {group_by}"
+        f" FROM c JOIN b USING (trace_id) GROUP BY {group_by}"
     )
     out: dict[tuple[str, ...], dict[str, PairRatio]] = {}
     for row in run.records(query, [*keys, NO_SLICE, reference] if keys else [reference]):

@@ -53,7 +53,7 @@ from analysis.aggregates import (
     group_figures,
     pair_ratios,
 )
-from analysis.cost import spend_projection, unpriced
+from analysis.cost import project_spend, recorded_span
 from analysis.divergence import kind
 from analysis.embedders.base import Embedder
 from analysis.fidelity import fidelity
@@ -135,7 +135,7 @@ def analyze(
         else {}
     )
     ratios = pair_ratios(run, keys, reference) if reference else {}
-    missing, spend = _costs(run, keys)
+    missing, spend = _costs(run, figures)
     replicates = _Replicates(samples, n_boot=n_boot, seed=seed)
     ordered = sorted(figures, key=_order)
     compared = [k for k in ordered if reference is not None and k[-1] != reference]
@@ -289,16 +289,19 @@ def _scale(reps: ArmReplicates | None, fig: GroupFigures) -> float:
 
 
 def _costs(
-    run: Run, keys: Sequence[str]
+    run: Run, figures: Mapping[tuple[str, ...], GroupFigures]
 ) -> tuple[
     dict[tuple[str, ...], dict[str, int]], dict[tuple[str, ...], tuple[float | None, str | None]]
 ]:
     """Per (slice values..., arm): the unpriced models with their attempts, and the monthly
-    spend projection with its reason when n/a (:mod:`analysis.cost`)."""
-    missing: dict[tuple[str, ...], dict[str, int]] = {}
-    for found in unpriced(run, keys):
-        missing.setdefault((*found.group, found.arm), {})[found.model] = found.attempts
-    spend = {(*p.group, p.arm): (p.monthly_usd, p.reason) for p in spend_projection(run, keys)}
+    spend projection with its reason when n/a (:mod:`analysis.cost`; read in the same pass
+    as the per-attempt figures)."""
+    missing = {key: dict(f.unpriced) for key, f in figures.items() if f.unpriced}
+    costs = [f.cost for f in figures.values() if f.cost is not None]
+    spend = {
+        (*p.group, p.arm): (p.monthly_usd, p.reason)
+        for p in project_spend(costs, recorded_span(run))
+    }
     return missing, spend
 
 

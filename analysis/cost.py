@@ -22,9 +22,9 @@ group by (none: per arm); rows without a slice group under :data:`~analysis.sql.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from analysis.sql import (
     NO_SLICE,
@@ -33,21 +33,27 @@ from analysis.sql import (
     Queryable,
     check_slice_names,
     slice_columns,
+    sql_literal,
 )
 from shadow.replay.budget import NO_MODEL
 from shadow.replay.pricing import PricingTable, rate_tiers
 
 __all__ = [
+    "GROUP_COST_SQL",
     "MONTH_S",
     "PRICE_COLUMNS",
     "REPRICED_COST_SQL",
     "GroupCost",
     "SpendProjection",
     "UnpricedModel",
+    "group_cost",
     "group_costs",
     "price_rows",
+    "project_spend",
+    "recorded_span",
     "spend_projection",
     "unpriced",
+    "unpriced_models",
 ]
 
 MONTH_S: Final = 30 * 86_400
@@ -130,39 +136,75 @@ def unpriced(run: Queryable, by: Sequence[str] = ()) -> list[UnpricedModel]:
     ]
 
 
+GROUP_COST_SQL: Final = f"""
+    count(*) FILTER (WHERE NOT ({SKIPPED_SQL})) AS _cost_attempts,
+    count(*) FILTER (WHERE {_UNPRICED}) AS _cost_unpriced,
+    count(*) FILTER (WHERE {SKIPPED_SQL} AND NOT {ROUTE_SKIPPED_SQL} AND attempt = 0)
+        AS _cost_skipped,
+    coalesce(sum(cost_usd), 0) AS _cost_usd,
+    histogram(coalesce(model, {sql_literal(NO_MODEL)})) FILTER (WHERE {_UNPRICED})
+        AS _cost_unpriced_models
+"""
+"""The aggregates of one group's cost over ``run_results`` (read by :func:`group_cost` and
+:func:`unpriced_models`), to add to a ``GROUP BY`` of the slices and arm that reads the
+attempts anyway (:func:`analysis.aggregates.group_figures`)."""
+
+
+def group_cost(group: tuple[str, ...], arm: str, row: Mapping[str, Any]) -> GroupCost:
+    """The :class:`GroupCost` of a row carrying :data:`GROUP_COST_SQL`."""
+    return GroupCost(
+        group=group,
+        arm=arm,
+        attempts=int(row["_cost_attempts"]),
+        unpriced_attempts=int(row["_cost_unpriced"]),
+        skipped_requests=int(row["_cost_skipped"]),
+        priced_cost_usd=float(row["_cost_usd"]),
+    )
+
+
+def unpriced_models(row: Mapping[str, Any]) -> dict[str, int]:
+    """Model -> unpriced attempts of a row carrying :data:`GROUP_COST_SQL`, most first (then by
+    name: the order of :func:`unpriced`)."""
+    found = row.get("_cost_unpriced_models") or {}
+    return dict(
+        sorted(((str(k), int(v)) for k, v in found.items()), key=lambda kv: (-kv[1], kv[0]))
+    )
+
+
 def group_costs(run: Queryable, by: Sequence[str] = ()) -> list[GroupCost]:
     """Every group's cost and completeness, in group then arm order."""
     keys, params = _keys(by)
     rows = run.records(
-        f"SELECT {', '.join([*keys, 'arm'])}, count(*) FILTER (WHERE NOT ({SKIPPED_SQL}))"
-        f" AS attempts, count(*) FILTER (WHERE {_UNPRICED}) AS unpriced,"
-        f" count(*) FILTER (WHERE {SKIPPED_SQL} AND NOT {ROUTE_SKIPPED_SQL} AND attempt = 0)"
-        " AS skipped,"
-        " coalesce(sum(cost_usd), 0) AS cost FROM run_results GROUP BY ALL ORDER BY ALL",
+        f"SELECT {', '.join([*keys, 'arm'])}, {GROUP_COST_SQL} FROM run_results"
+        " GROUP BY ALL ORDER BY ALL",
         params,
     )
     return [
-        GroupCost(
-            group=tuple(str(row[f"s{i}"]) for i in range(len(by))),
-            arm=str(row["arm"]),
-            attempts=int(row["attempts"]),
-            unpriced_attempts=int(row["unpriced"]),
-            skipped_requests=int(row["skipped"]),
-            priced_cost_usd=float(row["cost"]),
-        )
+        group_cost(tuple(str(row[f"s{i}"]) for i in range(len(by))), str(row["arm"]), row)
         for row in rows
     ]
 
 
-def spend_projection(run: Queryable, by: Sequence[str] = ()) -> list[SpendProjection]:
-    """Each group's spend per month at the run's recorded traffic rate, in group order."""
+def recorded_span(run: Queryable) -> float:
+    """The recorded span of the run's traces (max − min ``captured_at``), seconds; 0 when
+    there are none."""
     span = run.records(
         "SELECT (max(captured_at) - min(captured_at)) / 1e9 AS span FROM traces WHERE run_id = $1",
         [run.run_id],
     )
-    span_s = float(span[0]["span"] or 0.0) if span else 0.0
+    return float(span[0]["span"] or 0.0) if span else 0.0
+
+
+def spend_projection(run: Queryable, by: Sequence[str] = ()) -> list[SpendProjection]:
+    """Each group's spend per month at the run's recorded traffic rate, in group order."""
+    return project_spend(group_costs(run, by), recorded_span(run))
+
+
+def project_spend(costs: Iterable[GroupCost], span_s: float) -> list[SpendProjection]:
+    """Each group's spend per month over ``span_s`` (:func:`recorded_span`), in the order of
+    ``costs``."""
     projections = []
-    for cost in group_costs(run, by):
+    for cost in costs:
         reason = None
         if not cost.complete:
             reason = f"cost incomplete: {cost.unpriced_attempts} unpriced attempts"

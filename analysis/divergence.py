@@ -62,8 +62,15 @@ def _leaves(value: Any, path: str = "$") -> Iterator[tuple[str, str, str]]:
         yield (path, type(value).__name__, json.dumps(value, sort_keys=True))
 
 
+def _container(text: str | None) -> bool:
+    """True when ``text`` could be a JSON object or array (its first non-space is { or [)."""
+    return bool(text) and str(text).lstrip()[:1] in ("{", "[")
+
+
 def structural(a: str | None, b: str | None) -> float | None:
     """1 − Jaccard of the JSON leaves (path, type, value); None unless both are JSON."""
+    if not _container(a) or not _container(b):
+        return None  # a JSON object or array starts with { or [ (not parsed: much faster)
     try:
         da, db = json.loads(a or ""), json.loads(b or "")
     except ValueError:

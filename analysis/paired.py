@@ -129,12 +129,11 @@ class PairedBootstrap:
                 continue
             order = keep[np.argsort(values[keep], kind="stable")]
             sorted_values = values[order]
-            cumulative = self.weights[index[order]].astype(np.uint32)
-            np.cumsum(cumulative, axis=0, out=cumulative)  # in place: twice as fast
-            for name, (col, q) in QUANTILE_FIGURES.items():
-                if col == column:
-                    center[name] = float(sorted_values[_rank(sorted_values.size, q)])
-                    reps[name] = _weighted_quantile(sorted_values, cumulative, q)
+            wanted = {n: q for n, (col, q) in QUANTILE_FIGURES.items() if col == column}
+            found = _weighted_quantiles(sorted_values, self.weights[index[order]], wanted)
+            for name, q in wanted.items():
+                center[name] = float(sorted_values[_rank(sorted_values.size, q)])
+                reps[name] = found[name]
         columns = {
             "ok": np.asarray(sample["ok"], dtype=np.float32),
             "cost": np.asarray(sample["cost_usd"], dtype=np.float32),
@@ -168,17 +167,45 @@ def _sums(weights: np.ndarray, columns: Mapping[str, np.ndarray]) -> dict[str, F
         }
 
 
-def _weighted_quantile(
-    sorted_values: FloatArray, cumulative: npt.NDArray[np.uint32], q: float
-) -> FloatArray:
-    """Per column (replicate) of ``cumulative`` (running sums of integer weights down the sorted
-    values): the smallest value whose cumulative weight reaches q of the column's total (a
-    resample's inverted empirical distribution); NaN for a column of zero weight."""
-    totals = cumulative[-1]
-    targets = np.maximum(np.ceil(q * totals.astype(np.float64)), 1).astype(np.uint32)
-    ranks = (cumulative < targets).sum(axis=0)
-    out: FloatArray = sorted_values[np.minimum(ranks, sorted_values.size - 1)]
-    out[totals <= 0] = np.nan
+def _weighted_quantiles(
+    sorted_values: FloatArray, weights: npt.NDArray[np.uint8], wanted: Mapping[str, float]
+) -> dict[str, FloatArray]:
+    """Per name of ``wanted`` (name -> q) and per column (replicate) of ``weights`` (a row of
+    integer weights per sorted value): the smallest value whose cumulative weight reaches q of
+    the column's total (a resample's inverted empirical distribution); NaN for a column of
+    zero weight.
+
+    The rank of that value is the count of rows whose cumulative weight is below the target.
+    Running sums of Poisson(1) weights stay within a few √m of their expectation, so the
+    count is taken in a band of rows around q·m (rows above it all below, rows past it none,
+    checked per column); a column whose rank falls outside its band is counted over every row.
+    """
+    totals = weights.sum(axis=0, dtype=np.uint32)
+    # The narrowest type that holds every running sum (exact: integer sums).
+    kind = np.uint16 if int(totals.max(initial=0)) <= np.iinfo(np.uint16).max else np.uint32
+    cumulative = weights.astype(kind)
+    np.cumsum(cumulative, axis=0, out=cumulative)  # in place: twice as fast
+    size = sorted_values.size
+    half = 8 * math.isqrt(size) + 16
+    out: dict[str, FloatArray] = {}
+    for name, q in wanted.items():
+        targets = np.maximum(np.ceil(q * totals.astype(np.float64)), 1).astype(kind)
+        start = min(max(_rank(size, q) - half, 0), size)
+        stop = min(start + 2 * half, size)
+        ranks = start + (cumulative[start:stop] < targets).sum(axis=0)
+        # Exact where every row above the band is below the target and the band's last row
+        # reaches it (or the band ends the rows); elsewhere counted over every row.
+        inside = np.ones(totals.size, dtype=bool)
+        if start > 0:
+            inside &= cumulative[start - 1] < targets
+        if stop < size:
+            inside &= cumulative[stop - 1] >= targets
+        if not inside.all():
+            outside = np.flatnonzero(~inside)
+            ranks[outside] = (cumulative[:, outside] < targets[outside]).sum(axis=0)
+        picked: FloatArray = sorted_values[np.minimum(ranks, size - 1)]
+        picked[totals <= 0] = np.nan
+        out[name] = picked
     return out
 
 

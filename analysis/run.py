@@ -43,6 +43,7 @@ from analysis.sql import (
     NO_SLICE,
     REQUESTS,
     REQUESTS_SQL,
+    REQUESTS_UNRETRIED_SQL,
     SUMMARY_COLUMNS,
     check_slice_names,
     ident,
@@ -298,7 +299,10 @@ def _run_views(
         )
     con.execute(f"CREATE OR REPLACE TEMP VIEW run_results AS {select}").complete()
     con.execute(f"CREATE OR REPLACE TEMP VIEW {FINAL_RESULTS} AS {FINAL_RESULTS_SQL}").complete()
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {REQUESTS} AS {REQUESTS_SQL}").complete()
+    # Most runs retry nothing: their requests are their rows, read without the retry join.
+    retried = con.execute(f"SELECT 1 FROM {_STORED} WHERE attempt > 0 LIMIT 1").fetchall()
+    body = REQUESTS_SQL if retried else REQUESTS_UNRETRIED_SQL
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {REQUESTS} AS {body}").complete()
 
 
 def _connect(path: str) -> duckdb.DuckDBPyConnection:
