@@ -207,7 +207,8 @@ class RecordBuilder:
             ),
             usage=usage,
             slices=slices,
-            error=ex.error,
+            # an error event inside a 200 stream (Anthropic's overloaded_error) is no answer
+            error=ex.error or ("stream_error" if stream is not None and stream.error else None),
         )
         return record, key
 

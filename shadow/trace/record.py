@@ -184,7 +184,8 @@ class TraceRecord(_Struct, kw_only=True, omit_defaults=False):
     slices: dict[str, str] = msgspec.field(default_factory=dict)
     error: str | None = None
     """Why the exchange did not complete normally, when it did not: ``upstream_unreachable``,
-    ``upstream_timeout``, ``upstream_reset`` or ``client_disconnected``."""
+    ``upstream_timeout``, ``upstream_reset``, ``client_disconnected``, or ``stream_error`` (the
+    upstream's event stream reported an error mid-answer, e.g. Anthropic's ``error`` event)."""
 
     def __post_init__(self) -> None:
         if self.v != SCHEMA_VERSION:

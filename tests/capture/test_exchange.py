@@ -121,3 +121,34 @@ def test_trace_ids_are_unique_and_time_ordered() -> None:
     assert len(set(many)) == len(many)
     prefixes = [i[:13] for i in many]
     assert prefixes == sorted(prefixes)
+
+
+def test_an_error_event_inside_an_anthropic_stream_is_recorded_as_an_error() -> None:
+    """A 200 stream that ends in Anthropic's error event is not an answer: error stream_error,
+    the text before it kept; a stream that completes has no error."""
+
+    def streamed(events: list[str]) -> Exchange:
+        ex = exchange(b"", "")
+        ex.path = "/v1/messages"
+        ex.response_headers = [(b"content-type", b"text/event-stream")]
+        ex.response_body = type(ex.response_body)(1 << 20)
+        ex.chunks = []
+        for i, event in enumerate(events):
+            ex.response_body.add(event.encode())
+            ex.chunks.append((10.0 * (i + 1), event.encode()))
+        return ex
+
+    start = 'event: message_start\ndata: {"type":"message_start","message":{"model":"c"}}\n\n'
+    delta = (
+        "event: content_block_delta\n"
+        'data: {"type":"content_block_delta","index":0,'
+        '"delta":{"type":"text_delta","text":"Hel"}}\n\n'
+    )
+    error = 'event: error\ndata: {"type":"error","error":{"type":"overloaded_error"}}\n\n'
+    stop = 'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    failed, _ = builder().build(streamed([start, delta, error]))
+    assert failed.error == "stream_error"
+    assert failed.response is not None
+    assert failed.response.body == "Hel"
+    whole, _ = builder().build(streamed([start, delta, stop]))
+    assert whole.error is None
