@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -16,6 +14,7 @@ import click
 
 from shadow.config import ArmConfig, load_config, override
 from shadow.errors import UsageError
+from shadow.replay.signals import stop_on_signals
 
 if TYPE_CHECKING:
     from shadow.replay.mirror import Mirror
@@ -148,23 +147,7 @@ def _watcher(
             + (f"bad records to {mirror.dead_letter.path}; " if mirror.dead_letter else "")
             + "Ctrl-C stops"
         )
-        loop = asyncio.get_running_loop()
-        signals = 0
-
-        def on_signal() -> None:
-            nonlocal signals
-            signals += 1
-            if signals == 1:
-                mirror.request_stop()
-            else:
-                mirror.force_stop()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
-        try:
+        with stop_on_signals(mirror):
             yield
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
 
     return watch

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -16,6 +14,7 @@ import click
 
 from shadow.config import ArmConfig, Config, load_config, override
 from shadow.errors import UsageError
+from shadow.replay.signals import stop_on_signals
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -304,32 +303,18 @@ def _watcher(
 
     @contextlib.asynccontextmanager
     async def watch(replayer: Replayer) -> AsyncIterator[None]:
-        loop = asyncio.get_running_loop()
-        signals = 0
+        def say() -> None:
+            console.print(
+                "[yellow]stopping: no new sends; in-flight ones get "
+                f"{grace_s:.0f} s (Ctrl-C again stops now)[/]"
+            )
 
-        def on_signal() -> None:
-            nonlocal signals
-            signals += 1
-            if signals == 1:
-                console.print(
-                    "[yellow]stopping: no new sends; in-flight ones get "
-                    f"{grace_s:.0f} s (Ctrl-C again stops now)[/]"
-                )
-                replayer.request_stop()
-            else:
-                replayer.force_stop()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
-        try:
+        with stop_on_signals(replayer, on_first=say):
             if quiet:
                 yield
             else:
                 async with live_progress(replayer.stats, console):
                     yield
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
 
     return watch
 

@@ -36,6 +36,7 @@ from shadow.kafka.address import KafkaAddress
 from shadow.replay.jobs import ReplayJob, ReplayOutcome, run_replay
 from shadow.replay.replayer import Replayer
 from shadow.replay.session import RunStatus, new_run_id
+from shadow.replay.signals import stop_on_signals
 from shadow.replay.stats import ReplayStats
 
 __all__ = ["STARTUP_S", "check_workers", "merge_stats", "run_workers"]
@@ -223,23 +224,5 @@ def _picklable(exc: BaseException) -> BaseException:
 @contextlib.asynccontextmanager
 async def _stop_on_signal(replayer: Replayer) -> AsyncIterator[None]:
     """A worker's Ctrl-C / SIGTERM: the first stops scheduling, the second stops now."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    signals = 0
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            replayer.request_stop()
-        else:
-            replayer.force_stop()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    try:
+    with stop_on_signals(replayer):
         yield
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
