@@ -5,7 +5,9 @@ latency p50 <= +0.5 ms and p99 <= +1.0 ms at 1,000 requests/s open loop; 0 recor
 2,000 requests/s sustained (and the highest rate with none).
 
 Setup: a static nginx upstream answers a 1 KB chat completion. In front of it, each in turn:
-the shadow sidecar (teeing to the embedded Kafka broker, or to a file with ``--sink file``),
+the shadow sidecar (``shadow capture``: its live path is an HTTP/1.1 proxy on asyncio
+Protocols with httptools and uvloop, capture/live/; teeing to the embedded Kafka broker, or to
+a file with ``--sink file``),
 nginx as a reverse proxy with its ``mirror`` directive (the classic shadow-traffic setup), and
 minimal forwarding proxies that differ only in the upstream client (aiohttp, httpx,
 httpx over aiohttp) or only in the server (uvicorn + httptools, granian, aiohttp.web). Proxies are pinned to core 0, load generators to core 1; the sidecar's
@@ -14,6 +16,8 @@ record worker process (capture/worker.py) may run on either core.
 - Added latency: open-loop load (bench/_openloop.py, latency from the scheduled send time) at
   200 and 1,000 req/s through each proxy, minus the same load sent straight to the upstream.
 - Throughput: wrk, closed loop, 32 connections, through each proxy.
+- ``shadow sidecar, sampling 0``: the same live path teeing nothing (``--sample-rate 0``), to
+  tell the proxy's own cost from the tee's (record hand-off, Kafka client) on the same loop.
 - The sidecar's own added-latency histogram over the same open-loop cell is printed under
   the client-side figure (docs/architecture.md, "Sidecar overhead").
 - ``--profile``: py-spy samples the sidecar under wrk load; the top frames are printed.
@@ -294,8 +298,9 @@ def profile(sidecar_pid: int, wrk_bin: str, url: str, body_file: Path, seconds: 
             inclusive[frame] += n
     lines = [f"samples: {total}", "self time:"]
     lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(12)]
-    interesting = [f for f in inclusive if any(k in f for k in ("capture/", "aiohttp", "uvicorn"))]
-    lines.append("inclusive (shadow, aiohttp, uvicorn frames):")
+    keys = ("capture/", "aiohttp", "uvicorn", "prometheus_client")
+    interesting = [f for f in inclusive if any(k in f for k in keys)]
+    lines.append("inclusive (shadow, prometheus_client, aiohttp, uvicorn frames):")
     lines += [
         f"  {100 * inclusive[f] / total:5.1f}%  {f}"
         for f in sorted(interesting, key=lambda f: -inclusive[f])[:15]
@@ -339,9 +344,18 @@ def main() -> None:
             r"listening on (http://\S+) ->",
         )  # fmt: skip
         procs.append(sidecar)
+        # The same live path with nothing teed: what the proxy itself costs, beside the tee.
+        bare, bare_url = start_listening(
+            [sys.executable, "-m", "shadow", "capture", "--upstream", upstream, "--listen",
+             "127.0.0.1:0", "--spool-dir", str(work / "spool-bare"), "--log-format", "text",
+             "--sample-rate", "0", "--out", str(work / "bare.jsonl")],
+            r"listening on (http://\S+) ->",
+        )  # fmt: skip
+        procs.append(bare)
         targets = {
             "direct": upstream,
             "shadow sidecar": sidecar_url,
+            "shadow sidecar, sampling 0": bare_url,
             "nginx proxy+mirror": f"http://127.0.0.1:{nginx_port}",
         }
         if not args.skip_clients:
@@ -372,7 +386,7 @@ def main() -> None:
         for rate in (float(r) for r in args.rates.split(",")):
             direct = openloop(upstream + path, rate, args.seconds, body_file)
             for name, url in targets.items():
-                own_before = histogram_buckets(url) if name == "shadow sidecar" else None
+                own_before = histogram_buckets(url) if name.startswith("shadow sidecar") else None
                 row = (
                     direct
                     if name == "direct"

@@ -1,9 +1,10 @@
 """capture: the sidecar that records production traffic as TraceRecords.
 
-An ASGI reverse proxy (:class:`Sidecar`, or :class:`CaptureMiddleware` in-process) forwards to
-the live upstream untouched and tees each exchange, redacted, through a bounded queue and a
-disk spool to a sink (Kafka or a JSONL file). It builds on ``shadow`` (schema, config) and never
-slows or fails the live path because of its own trouble.
+A reverse proxy (:class:`Sidecar`, served by :mod:`capture.live`, or the ASGI
+:class:`CaptureMiddleware` in-process) forwards to the live upstream untouched and tees each
+exchange, redacted, through a bounded queue and a disk spool to a sink (Kafka or a JSONL
+file). It builds on ``shadow`` (schema, config) and never slows or fails the live path
+because of its own trouble.
 """
 
 from __future__ import annotations

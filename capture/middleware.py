@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from capture.exchange import Exchange, RecordBuilder, TraceIds
 from capture.metrics import CaptureMetrics
-from capture.proxy import Message, Receive, Scope, Send
 from capture.redact import Redactor
 from capture.sampling import Sampler
 from capture.sinks import TraceSink
@@ -26,6 +26,10 @@ from shadow.config import CaptureConfig, RedactionConfig, SliceRule
 
 __all__ = ["CaptureMiddleware"]
 
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 ASGIApp = object  # any ASGI callable; typed loosely so Starlette's add_middleware accepts it
 
 

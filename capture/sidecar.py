@@ -1,16 +1,17 @@
-"""The capture sidecar as one ASGI app: the proxy, the tee, and the admin endpoints.
+"""The capture sidecar: the live path's settings, the tee, and the admin endpoints.
 
-``<admin_prefix>/metrics`` (Prometheus text) and ``<admin_prefix>/health`` (JSON) are answered
-by the sidecar itself; every other path goes to the upstream. The prefix (``/shadow`` by
-default) is configurable so it never hides an upstream route. They are served on the proxy's
-own listener, so whoever can send traffic through the sidecar can read them: they hold counts,
-the upstream's address (without userinfo) and the sink's name, never a record or a header
-value (docs/security.md, "Threat model").
+:class:`Sidecar` owns the metrics, sampler, tee, spool and the upstream's connection pool;
+:class:`capture.live.serve.LiveServer` serves it (``shadow capture`` does).
+``<admin_prefix>/metrics`` (Prometheus text) and ``<admin_prefix>/health`` (JSON) are
+answered by the sidecar itself; every other path goes to the upstream. The prefix
+(``/shadow`` by default) is configurable so it never hides an upstream route. They are
+served on the proxy's own listener, so whoever can send traffic through the sidecar can read
+them: they hold counts, the upstream's address (without userinfo) and the sink's name, never
+a record or a header value (docs/security.md, "Threat model").
 """
 
 from __future__ import annotations
 
-import logging
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +19,9 @@ from pathlib import Path
 import msgspec
 
 from capture.exchange import RecordBuilder
+from capture.live.context import Context
+from capture.live.upstream import Upstream
 from capture.metrics import CaptureMetrics
-from capture.proxy import Forwarder, Receive, Scope, Send
 from capture.redact import Redactor
 from capture.sampling import Sampler
 from capture.sinks import TraceSink
@@ -30,8 +32,6 @@ from capture.worker import BuildWorker
 from shadow.config import CaptureConfig, Config, RedactionConfig, SliceRule
 
 __all__ = ["Sidecar"]
-
-log = logging.getLogger("shadow.capture")
 
 _TEXT = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
 _JSON = [(b"content-type", b"application/json")]
@@ -53,12 +53,10 @@ class Sidecar:
             raise ValueError("capture.upstream is not set; it must be the URL of the live upstream")
         self.config = capture
         self.metrics = CaptureMetrics()
-        self.forwarder = Forwarder(
+        self.upstream = Upstream(
             capture.upstream,
-            metrics=self.metrics,
             connect_timeout_s=capture.connect_timeout_s,
             read_timeout_s=capture.read_timeout_s,
-            body_cap=capture.body_cap_bytes,
             ca_file=capture.upstream_ca_file,
         )
         self.sampler = Sampler(capture.sampling)
@@ -78,9 +76,9 @@ class Sidecar:
             queue_size=capture.queue_size,
             worker=BuildWorker(builder, self.metrics),
         )
-        prefix = capture.admin_prefix.rstrip("/")
-        self._metrics_path = prefix + "/metrics"
-        self._health_path = prefix + "/health"
+        prefix = capture.admin_prefix.rstrip("/").encode("latin-1")
+        self._metrics_path = prefix + b"/metrics"
+        self._health_path = prefix + b"/health"
         self._started = False
 
     @classmethod
@@ -95,9 +93,8 @@ class Sidecar:
         )
 
     async def start(self) -> None:
-        """Open the upstream pool and start the tee (call on the serving loop)."""
+        """Start the tee (call on the serving loop)."""
         if not self._started:
-            await self.forwarder.start()
             if self.tee.worker is not None:
                 await self.tee.worker.start()
             self.tee.start()
@@ -106,36 +103,35 @@ class Sidecar:
     async def aclose(self) -> DrainReport:
         """Drain the tee within the grace period, close everything; safe to call twice."""
         report = await self.tee.aclose(self.config.shutdown_grace_s)
-        await self.forwarder.aclose()
+        self.upstream.close()
         self._started = False
         return report
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            path = scope["path"]
-            if path == self._metrics_path:
-                await _respond(send, 200, self.metrics.render(), _TEXT)
-            elif path == self._health_path:
-                await _respond(send, 200, self._health(), _JSON)
-            else:
-                await self._proxy(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
+    def context(self, scheme: str) -> Context:
+        """What the live path's connections share, for a listener serving ``scheme``."""
+        return Context(
+            upstream=self.upstream,
+            metrics=self.metrics,
+            sample=self.sampler.sample_raw,
+            submit=self.tee.submit,
+            admin=self.admin,
+            body_cap=self.config.body_cap_bytes,
+            scheme=scheme,
+        )
 
-    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
-        capture = self.sampler.sample_raw(scope["headers"])
-        if not capture:
-            self.metrics.records_unsampled.inc()
-        exchange = await self.forwarder.handle(scope, receive, send, capture=capture)
-        if exchange is not None:
-            self.tee.submit(exchange)
+    def admin(self, path: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
+        """The body and headers of an admin endpoint at ``path``; None for any other path."""
+        if path == self._metrics_path:
+            return self.metrics.render(), _TEXT
+        if path == self._health_path:
+            return self._health(), _JSON
+        return None
 
     def _health(self) -> bytes:
         return msgspec.json.encode(
             {
                 "status": "ok",
-                "upstream": str(self.forwarder.upstream.with_user(None)),  # no userinfo
+                "upstream": self.upstream.display,  # no userinfo
                 "sink": self.tee.sink.name,
                 "delivery": "spooling" if self.tee.spooling else "direct",
                 "queue_depth": self.tee.queue_depth,
@@ -144,26 +140,3 @@ class Sidecar:
                 "records_unconfirmed": self.tee.unconfirmed,
             }
         )
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.start()
-                except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                report = await self.aclose()
-                log.info("capture stopped: %s", report)
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-
-async def _respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
-) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})

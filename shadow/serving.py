@@ -1,7 +1,8 @@
 """Serving ASGI apps with uvicorn: socket binding and clean signal handling.
 
-Shared by ``shadow mock-llm`` and the capture sidecar. Sockets are bound here, before uvicorn
-starts, so ``port=0`` works and the port accepts connections as soon as it is printed.
+Used by ``shadow mock-llm`` and the test and benchmark servers; the capture sidecar has its own
+server (``capture/live/``) and uses :func:`bind_socket` only. Sockets are bound here, before
+uvicorn starts, so ``port=0`` works and the port accepts connections as soon as it is printed.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import click
@@ -69,13 +70,13 @@ def command(
       shadow capture --upstream https://llm.internal --listen 0.0.0.0:8080 --out traces.jsonl
       OPENAI_BASE_URL=http://127.0.0.1:8080/v1 python my_app.py     # point clients at it
     """
-    from capture.protocol import StampingProtocol
+    from capture.live.serve import LiveServer
     from capture.sidecar import Sidecar
     from capture.sinks import FileSink, TraceSink
     from shadow.kafka.address import KafkaAddress
     from shadow.kafka.producer import KafkaSink
     from shadow.logs import configure_logging
-    from shadow.serving import Server, bind_socket
+    from shadow.serving import bind_socket
 
     config = load_config(config_path)
     capture = override(
@@ -110,36 +111,26 @@ def command(
         raise UsageError("no sink: pass --kafka BOOTSTRAP [--topic T] or --out FILE.jsonl")
     config = override(config, "config", capture=capture, kafka=kafka_config)
 
-    import uvicorn
-
     configure_logging(json=log_format == "json")
     host, _, port = capture.listen.rpartition(":")
-    sock = bind_socket(host.strip("[]"), int(port))
-    app = Sidecar.from_config(config, sink)
-    server = Server(
-        uvicorn.Config(
-            app,
-            loop="uvloop",
-            http=StampingProtocol,  # httptools, stamping each request's first byte
-            lifespan="on",
-            access_log=False,
-            log_level="warning",
-            server_header=False,
-            proxy_headers=False,  # X-Forwarded-* from clients are not trusted; we append ours
-            date_header=False,
-            timeout_graceful_shutdown=int(capture.shutdown_grace_s) + 1,
-            backlog=4096,
+    host = host.strip("[]")
+    sock = bind_socket(host, int(port))
+    try:
+        server = LiveServer(
+            Sidecar.from_config(config, sink),
+            host=host,
+            sock=sock,
             ssl_certfile=tls_cert,
             ssl_keyfile=tls_key,
         )
-    )
-    scheme = "https" if tls_cert else "http"
-    bound = sock.getsockname()
+    except (OSError, ssl.SSLError) as exc:
+        sock.close()
+        raise UsageError(f"cannot load --tls-cert/--tls-key: {exc}") from None
     click.echo(
-        f"capture listening on {scheme}://{host}:{bound[1]} -> {capture.upstream}, "
+        f"capture listening on {server.url} -> {capture.upstream}, "
         f"teeing to {sink.name} (metrics: {capture.admin_prefix}/metrics)"
     )
-    server.run(sockets=[sock])
+    server.run()
 
 
 def _bootstrap_and_topic(kafka: str, topic: str | None) -> tuple[str, str]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from capture.live.serve import LiveServer
 from capture.sidecar import Sidecar
 from capture.sinks import FileSink, TraceSink
 from shadow.config import CaptureConfig, RedactionConfig
@@ -104,7 +105,7 @@ def make_upstream() -> Iterator[Callable[..., tuple[BackgroundServer, Recorder]]
 
 @dataclass
 class RunningSidecar:
-    server: BackgroundServer
+    server: LiveServer
     app: Sidecar
     out: Path
 
@@ -113,7 +114,7 @@ class RunningSidecar:
         return self.server.url
 
     def stop(self) -> None:
-        """Stop the sidecar; lifespan shutdown drains the tee into the sink."""
+        """Stop the sidecar; stopping drains the tee into the sink."""
         self.server.stop()
 
     def records(self) -> list[TraceRecord]:
@@ -139,14 +140,7 @@ def make_sidecar(tmp_path: Path) -> Iterator[Callable[..., RunningSidecar]]:
             upstream=upstream, spool_dir=str(tmp_path / f"{name}-{len(running)}-spool"), **capture
         )
         app = Sidecar(capture=config, sink=sink or FileSink(out), redaction=redaction)
-        server = BackgroundServer(
-            app,
-            lifespan="on",
-            server_header=False,
-            date_header=False,
-            proxy_headers=False,  # as `shadow capture` serves it: X-Forwarded-For is not trusted
-            timeout_graceful_shutdown=5,
-        )
+        server = LiveServer(app)  # what `shadow capture` serves it with
         server.start()
         sidecar = RunningSidecar(server, app, out)
         running.append(sidecar)

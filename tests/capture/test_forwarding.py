@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from capture.proxy import forwarding_headers
+from capture.live.heads import forwarding_headers
 from shadow.serving import BackgroundServer
 from tests.capture.conftest import Recorder, RunningSidecar
 

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from capture.live.serve import LiveServer
 from capture.sidecar import Sidecar
 from capture.sinks import FileSink
 from shadow.config import CaptureConfig, SliceRule
@@ -87,7 +88,7 @@ Capture = Callable[..., list[TraceRecord]]
 @pytest.fixture
 def capture(tmp_path: Path) -> Iterator[Capture]:
     """Send requests through a real sidecar to the upstream; the records it wrote, in order."""
-    servers: list[BackgroundServer] = []
+    servers: list[BackgroundServer | LiveServer] = []
     origin = BackgroundServer(upstream, timeout_graceful_shutdown=1)
     origin.start()
     servers.append(origin)
@@ -104,17 +105,13 @@ def capture(tmp_path: Path) -> Iterator[Capture]:
             spool_dir=str(tmp_path / f"spool-{len(servers)}"),
             request_features=features,
         )
-        server = BackgroundServer(
-            Sidecar(capture=config, sink=FileSink(out), slices=rules),
-            lifespan="on",
-            timeout_graceful_shutdown=5,
-        )
+        server = LiveServer(Sidecar(capture=config, sink=FileSink(out), slices=rules))
         server.start()
         servers.append(server)
         with httpx.Client(timeout=10) as http:
             for path, body, headers in requests:
                 assert http.post(server.url + path, json=body, headers=headers).status_code == 200
-        server.stop()  # lifespan shutdown drains the tee into the file
+        server.stop()  # stopping drains the tee into the file
         return list(read_jsonl(out))
 
     yield run

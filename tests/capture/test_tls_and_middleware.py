@@ -65,6 +65,7 @@ def test_https_upstream_is_verified(
 
 def test_sidecar_terminates_tls(cert_files: tuple[Path, Path, Path], tmp_path: Path) -> None:
     """With a certificate the sidecar serves HTTPS and still forwards to a plain upstream."""
+    from capture.live.serve import LiveServer
     from capture.sidecar import Sidecar
 
     cert, key, ca_file = cert_files
@@ -74,9 +75,7 @@ def test_sidecar_terminates_tls(cert_files: tuple[Path, Path, Path], tmp_path: P
             capture=CaptureConfig(upstream=upstream.url, spool_dir=str(tmp_path / "spool")),
             sink=FileSink(tmp_path / "out.jsonl"),
         )
-        with BackgroundServer(
-            app, lifespan="on", ssl_certfile=str(cert), ssl_keyfile=str(key), proxy_headers=False
-        ) as sidecar:
+        with LiveServer(app, ssl_certfile=str(cert), ssl_keyfile=str(key)) as sidecar:
             reply = httpx.post(
                 sidecar.url + "/v1/chat/completions",
                 json=CHAT,

@@ -16,11 +16,11 @@ from pathlib import Path
 import duckdb
 import openai
 
+from capture.live.serve import LiveServer
 from capture.sidecar import Sidecar
 from capture.sinks import KafkaSink
 from shadow.config import CaptureConfig, KafkaConfig
 from shadow.kafka.broker import EmbeddedBroker
-from shadow.serving import BackgroundServer
 from shadow.sim import MockLLMServer
 
 Sdk = Callable[[str], openai.OpenAI]
@@ -34,7 +34,7 @@ def capture_traffic(
         capture=CaptureConfig(upstream=upstream, spool_dir=str(tmp_path / f"spool-{topic}")),
         sink=KafkaSink(KafkaConfig(bootstrap=broker.bootstrap, topic=topic, linger_ms=1)),
     )
-    with BackgroundServer(app, lifespan="on") as sidecar:
+    with LiveServer(app) as sidecar:
         client = sdk(sidecar.url)
         for i in range(n):
             client.chat.completions.create(

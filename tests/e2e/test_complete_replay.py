@@ -10,13 +10,13 @@ from pathlib import Path
 
 import httpx
 
+from capture.live.serve import LiveServer
 from capture.sidecar import Sidecar
 from capture.sinks import KafkaSink
 from shadow.config import CaptureConfig, KafkaConfig
 from shadow.kafka.broker import EmbeddedBroker
 from shadow.kafka.source import KafkaSource
 from shadow.replay.sources import open_source
-from shadow.serving import BackgroundServer
 from shadow.sim import MockLLMServer
 from shadow.trace.deadletter import DeadLetterFile
 from tests.shadow.kafka.test_complete_reads import produce_batched
@@ -51,7 +51,7 @@ async def test_a_burst_through_the_sidecar_is_replayed_whole(
         capture=CaptureConfig(upstream=mock_large.url, spool_dir=str(tmp_path / "spool")),
         sink=KafkaSink(KafkaConfig(bootstrap=broker.bootstrap, topic=topic, linger_ms=20)),
     )
-    sidecar = BackgroundServer(app, lifespan="on")
+    sidecar = LiveServer(app)
     sidecar.start()
     try:
         await burst(sidecar.url, BURST)
