@@ -134,6 +134,7 @@ async def run_replay(
         from_time_ns=job.from_time_ns,
         to_time_ns=job.to_time_ns,
         batch_rows=replay.batch_rows,
+        writer_process=True,
     )
     async with session:
         items = await load_sorted(session.source, limit=job.limit)
@@ -275,6 +276,7 @@ async def run_mirror(job: MirrorJob, *, watch: MirrorWatch | None = None) -> Mir
         follow=True,
         batch_rows=job.replay.batch_rows,
         flush_interval_s=1.0,
+        writer_process=True,
     )
     validators = Validators(job.validators)
     async with session:

@@ -13,7 +13,8 @@ when each record is due. A graceful stop (:meth:`Replayer.request_stop`: stop sc
 in-flight sends finish within the grace period) or an immediate one (:meth:`Replayer.force_stop`).
 While it runs, the objects loaded before it (the records) are frozen out of the cycle
 collector, young collections are rarer and the GIL changes hands every 0.5 ms
-(:func:`_punctual`), so neither the collector nor the results writer's thread makes sends late.
+(:func:`_punctual`), so neither the collector nor a thread (the results writer's hand-over to
+its process, :mod:`shadow.results.process`) makes sends late.
 """
 
 from __future__ import annotations

@@ -27,7 +27,9 @@ written and the store is closed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import multiprocessing
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -39,6 +41,7 @@ from shadow.replay.sources import TraceSource, open_source
 from shadow.replay.stats import ReplayStats
 from shadow.replay.targets import Target
 from shadow.results.parquet import ParquetResultsWriter
+from shadow.results.process import ProcessSink
 from shadow.results.store import ResultsStore, open_results
 from shadow.results.writer import AsyncResultsWriter
 from shadow.trace.deadletter import DeadLetterFile
@@ -96,6 +99,8 @@ class RunSession:
         out: the results store (a DuckDB file, or ``DIR/`` for Parquet parts).
         dead_letter: where unusable records go (default: ``<out>.dead.jsonl``).
         batch_rows, flush_interval_s: the :class:`AsyncResultsWriter`'s batching.
+        writer_process: write the batches in a child process (:mod:`shadow.results.process`),
+            so writing never holds the sending loop's GIL.
 
     The other keyword arguments are :func:`~shadow.replay.sources.open_source`'s.
     """
@@ -113,6 +118,7 @@ class RunSession:
         to_time_ns: int | None = None,
         batch_rows: int = 1000,
         flush_interval_s: float = 1.0,
+        writer_process: bool = False,
     ) -> None:
         self.source_spec = source
         self.out = out
@@ -131,6 +137,8 @@ class RunSession:
         }
         self._batch_rows = batch_rows
         self._flush_interval_s = flush_interval_s
+        self._writer_process = writer_process
+        self._sink: ProcessSink | None = None
         self._source: TraceSource | None = None
         self._store: ResultsStore | ParquetResultsWriter | None = None
         self._writer: AsyncResultsWriter | None = None
@@ -196,8 +204,11 @@ class RunSession:
                 raise UnknownRunError(run_id, self.out)
         store.start_run(run_id, source=self.source_spec, config=config, arms=list(arms))
         self.run_id = run_id
+        # A daemonic process (a multiprocessing pool's) may not start one of its own.
+        in_process = not self._writer_process or multiprocessing.current_process().daemon
+        sink = self._sink = None if in_process else ProcessSink(store)
         self._writer = AsyncResultsWriter(
-            store, batch_rows=self._batch_rows, flush_interval_s=self._flush_interval_s
+            sink or store, batch_rows=self._batch_rows, flush_interval_s=self._flush_interval_s
         )
         return done
 
@@ -228,6 +239,11 @@ class RunSession:
             except Exception as error:
                 errors.append(error)
                 status = "failed"
+        if self._sink is not None:
+            try:
+                await asyncio.to_thread(self._sink.close)
+            except Exception as error:
+                errors.append(error)
         for target in self._targets.values():
             try:
                 await target.aclose()

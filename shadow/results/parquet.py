@@ -147,10 +147,16 @@ class ParquetResultsWriter(ResultsBase):
 
     def write(self, results: Sequence[ResultRow], traces: Sequence[TraceRow] = ()) -> None:
         """Write a part per table and run_id; a key written again wins over its older parts."""
+        self.write_staged(result_tuples(results), trace_tuples(traces))
+
+    def write_staged(self, results: Rows, traces: Rows) -> list[Path]:
+        """:meth:`write` of rows already staged (:func:`~shadow.results.staging.result_tuples`,
+        :func:`~shadow.results.staging.trace_tuples`); returns the parts written, traces first."""
         batches = {
-            "traces": last_per_key("traces", trace_tuples(traces)),
-            "results": last_per_key("results", result_tuples(results)),
+            "traces": last_per_key("traces", traces),
+            "results": last_per_key("results", results),
         }
+        parts: list[Path] = []
         with self._lock:
             if self._con is None:
                 raise AnalysisError(f"the results writer for {self.directory} is closed")
@@ -160,11 +166,12 @@ class ParquetResultsWriter(ResultsBase):
                 for row in rows:
                     by_run.setdefault(row[0], []).append(row)
                 for run_id, run_rows in by_run.items():
-                    self._write_part(self._con, table, run_id, run_rows, written_at)
+                    parts.append(self._write_part(self._con, table, run_id, run_rows, written_at))
+        return parts
 
     def _write_part(
         self, con: duckdb.DuckDBPyConnection, table: str, run_id: str, rows: Rows, when: float
-    ) -> None:
+    ) -> Path:
         self._seq += 1
         name = f"part-{_safe_name(run_id)}-{self.writer_id}-{self._seq:06d}.parquet"
         final = self.directory / table / name
@@ -178,6 +185,7 @@ class ParquetResultsWriter(ResultsBase):
                 f" TO {sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)"
             ).complete()
             publish(tmp, final)
+            return final
         except (duckdb.Error, OSError) as exc:
             raise AnalysisError(f"cannot write {final}: {exc}") from None
         finally:

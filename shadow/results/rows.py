@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 from shadow.trace.record import TraceRecord
 
-__all__ = ["ARMS", "ResultRow", "ResultsSink", "TraceRow"]
+__all__ = ["ARMS", "ResultRow", "ResultsSink", "StagingSink", "TraceRow"]
 
 ARMS: Final = frozenset({"baseline", "candidate", "baseline_repeat", "production"})
 
@@ -96,3 +96,18 @@ class ResultsSink(Protocol):
 
     def write(self, results: Sequence[ResultRow], traces: Sequence[TraceRow] = ()) -> None:
         """Write the rows durably in one go; rewriting a key replaces its row."""
+
+
+@runtime_checkable
+class StagingSink(ResultsSink, Protocol):
+    """A sink that takes rows encoded as they come (:class:`~shadow.results.process.ProcessSink`).
+
+    :meth:`stage` turns a few rows into bytes at once (microseconds per row, on the caller's
+    thread); :meth:`write_staged` writes many such pieces durably in one go.
+    """
+
+    def stage(self, results: Sequence[ResultRow], traces: Sequence[TraceRow] = ()) -> bytes:
+        """The rows, encoded for :meth:`write_staged`."""
+
+    def write_staged(self, pieces: Sequence[bytes]) -> None:
+        """Write the rows of every piece durably in one go; rewriting a key replaces its row."""

@@ -25,6 +25,7 @@ __all__ = [
     "append",
     "json_text",
     "last_per_key",
+    "replace_surrogates",
     "result_tuples",
     "trace_tuples",
 ]
@@ -100,9 +101,12 @@ def append(appender: duckdb.Appender, rows: Rows) -> None:
         appender.clear()
         if "surrogate" not in str(exc):
             raise
-        appender.append_rows(
-            [tuple(_SURROGATE.sub("\ufffd", v) if type(v) is str else v for v in r) for r in rows]
-        )
+        appender.append_rows(replace_surrogates(rows))
+
+
+def replace_surrogates(rows: Rows) -> Rows:
+    """``rows`` with U+FFFD for every lone surrogate in their text (what UTF-8 cannot hold)."""
+    return [tuple(_SURROGATE.sub("\ufffd", v) if type(v) is str else v for v in r) for r in rows]
 
 
 def json_text(value: Mapping[str, Any]) -> str:

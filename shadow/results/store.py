@@ -23,6 +23,7 @@ from shadow.results.base import ResultsBase
 from shadow.results.parquet import ParquetResultsWriter
 from shadow.results.rows import ResultRow, TraceRow
 from shadow.results.schema import (
+    COLUMNS,
     RESULTS_SCHEMA_VERSION,
     SCHEMA,
     check_schema,
@@ -140,6 +141,46 @@ class ResultsStore(ResultsBase):
                     self._transaction(self._con, "INSERT OR REPLACE INTO", batches)
             except duckdb.Error as exc:
                 raise AnalysisError(f"cannot write results to {self.path}: {exc}") from None
+
+    def ingest_parts(self, parts: Sequence[str | os.PathLike[str]]) -> None:
+        """Write the rows of Parquet parts (a :class:`ParquetResultsWriter`'s, each under its
+        table's directory, one key at most once per table) in one transaction, as :meth:`write`.
+
+        DuckDB reads them without the GIL, so a thread doing this never stalls the event loop.
+        """
+        by_table: dict[str, list[str]] = {}
+        for part in parts:
+            by_table.setdefault(Path(part).parent.name, []).append(os.fspath(part))
+        unknown = set(by_table) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"parts of no results table: {sorted(unknown)}")
+        with self._lock:
+            if self._con is None:
+                raise AnalysisError(f"the results store {self.path} is closed")
+            try:
+                try:
+                    self._ingest(self._con, "INSERT INTO", by_table)
+                except duckdb.ConstraintException:
+                    self._ingest(self._con, "INSERT OR REPLACE INTO", by_table)
+            except duckdb.Error as exc:
+                raise AnalysisError(f"cannot write results to {self.path}: {exc}") from None
+
+    @staticmethod
+    def _ingest(con: duckdb.DuckDBPyConnection, verb: str, by_table: dict[str, list[str]]) -> None:
+        con.begin()
+        try:
+            for table in ("traces", "results"):
+                files = by_table.get(table)
+                if files:
+                    names = ", ".join(name for name, _ in COLUMNS[table])
+                    con.execute(
+                        f"{verb} {table} ({names}) SELECT {names} FROM read_parquet(?)",  # noqa: S608
+                        [files],
+                    ).fetchall()
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
 
     def _transaction(
         self, con: duckdb.DuckDBPyConnection, verb: str, batches: dict[str, Rows]

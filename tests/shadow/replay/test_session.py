@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from shadow.errors import UsageError
+from shadow.errors import AnalysisError, UsageError
 from shadow.replay.pricing import DEFAULT_PRICES, PricingTable
 from shadow.replay.replayer import Replayer
 from shadow.replay.scheduler import FanOut
@@ -17,6 +19,8 @@ from shadow.replay.session import RunSession, UnknownRunError, run_status
 from shadow.replay.sources import load_sorted
 from shadow.replay.stats import ReplayStats
 from shadow.replay.targets import Target
+from shadow.results.process import ProcessSink
+from shadow.results.views import results_relation
 from tests.shadow.replay.fakes import AnsweringTarget, RaisingTarget, trace_file
 
 PRICING = PricingTable(DEFAULT_PRICES)
@@ -166,3 +170,43 @@ def test_run_status_reads_the_stats() -> None:
     stats.budget_exhausted = True
     assert run_status(stats) == "budget_exhausted"
     assert run_status(stats, live=True) == "budget_exhausted"
+
+
+@pytest.mark.parametrize("layout", ["run.duckdb", "parts/"])
+async def test_with_a_writer_process_every_row_is_stored(tmp_path: Path, layout: str) -> None:
+    """The rows leave the replaying process and are all stored, in either layout."""
+    out = str(tmp_path / layout)
+    targets: dict[str, Target] = {arm: AnsweringTarget(arm) for arm in ARMS}
+    async with RunSession(trace_file(tmp_path, 30), out=out, writer_process=True) as session:
+        await replay_in_session(session, targets)
+        assert session.writer.rows_written == 60
+    assert session.status == "done"
+    with duckdb.connect() as con:
+        results_relation(con, out)
+        assert con.execute("select count(*) from results").fetchone() == (60,)
+        assert con.execute("select count(*) from traces").fetchone() == (30,)
+
+
+async def _replay_killing_the_writer(session: RunSession, targets: dict[str, Target]) -> None:
+    async with session:
+        items = await load_sorted(session.source)
+        session.begin("r", arms=ARMS, config={}, targets=targets)
+        sink = session.writer.sink
+        assert isinstance(sink, ProcessSink)
+        assert sink._process.pid is not None
+        os.kill(sink._process.pid, signal.SIGKILL)
+        fanout = FanOut(run_id="r", targets=session.targets, writer=session.writer, pricing=PRICING)
+        replayer = Replayer(fanout, items=items, offsets=[0.0] * len(items))
+        session.track(replayer.stats)
+        await replayer.run()
+
+
+async def test_a_writer_process_that_dies_fails_the_run(tmp_path: Path) -> None:
+    """A killed writer process is reported (the run ends `failed` with its error), never hung."""
+    out = tmp_path / "run.duckdb"
+    targets: dict[str, Target] = {arm: AnsweringTarget(arm) for arm in ARMS}
+    session = RunSession(trace_file(tmp_path, 10), out=str(out), writer_process=True)
+    with pytest.raises(AnalysisError, match="results writer process exited"):
+        await _replay_killing_the_writer(session, targets)
+    assert session.status == "failed"
+    assert run_row(out, "r")[0] == "failed"
