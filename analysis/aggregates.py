@@ -4,9 +4,15 @@
 :meth:`analysis.run.Run.summary` (over the ``requests`` view, :data:`analysis.sql.REQUESTS`);
 schedule lag (first attempts); TPOT and output-token quantiles; goodput under the configured
 SLOs; the per-attempt figures; the models and error classes seen (per attempt); a sample of
-requests by trace for the paired intervals (:mod:`analysis.paired`); and the per-trace log
-ratios behind ``latency_ratio`` and ``ttft_ratio``. Each is one ``GROUP BY`` in DuckDB, so a
-run of ten million rows is read a few times, never fetched into Python.
+requests by trace for the paired intervals (:mod:`analysis.paired`), which also gives the
+per-trace log ratios behind ``latency_ratio`` and ``ttft_ratio`` (:func:`pair_ratios`).
+
+A run of ten million rows is read three times, never fetched into Python: a narrow scan for
+the distinct models and error classes (each then one ``count(*) FILTER`` instead of a
+``histogram``, far dearer); one ``GROUP BY`` of every point figure, per request and per
+attempt together when no request was retried (a request is then its attempt row; else two,
+over the ``requests`` view and over the attempts); and the hash-sampled rows, filtered in the
+scan before any request is assembled.
 
 The sample (:data:`SAMPLE_TRACES` traces per slice) is chosen by a hash of the trace id with a
 fraction per slice, the same on every arm, so the traces of a slice's sample are paired across
@@ -19,23 +25,33 @@ not parse); ok attempts have no class.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
 
-from analysis.cost import GROUP_COST_SQL, GroupCost, group_cost, unpriced_models
+from analysis.cost import (
+    GROUP_COST_SUMS_SQL,
+    UNPRICED_MODEL_SQL,
+    GroupCost,
+    group_cost,
+    unpriced_models,
+)
 from analysis.figures import FIGURES
 from analysis.sql import (
-    ATTEMPT_FIGURES_SQL,
     FIGURES_SQL,
     NO_SLICE,
     REQUESTS,
     SUMMARY_COLUMNS,
+    UNRETRIED_ATTEMPTS_SQL,
     Queryable,
+    attempt_figures_sql,
     fractions_table,
+    requests_where,
     slice_columns,
+    sql_literal,
 )
 
 __all__ = [
@@ -55,10 +71,15 @@ _HASH_SPACE: Final = 1_000_000
 _SAMPLED: Final = ("latency_ms", "ttft_ms", "cost_usd", "ok", "tokens", "completion_tokens")
 
 _ERROR_CLASS: Final = (
-    "CASE WHEN ok THEN NULL WHEN error IS NOT NULL THEN error"
+    "CASE WHEN NOT coalesce({ok}, false) THEN CASE WHEN error IS NOT NULL THEN error"
     " WHEN status IS NULL THEN 'no_response'"
-    " WHEN status < 200 OR status >= 300 THEN 'http_' || status ELSE 'invalid' END"
+    " WHEN status < 200 OR status >= 300 THEN 'http_' || status ELSE 'invalid' END END"
 )
+"""The error class of a failed attempt (NULL for a successful one), ``{ok}`` its ok column."""
+_MAX_COUNTED: Final = 24
+"""Up to this many distinct models, error classes and unpriced models in a run, each is one
+``count(*) FILTER`` of the figures' scan (on 10 M rows about 0.02 s each, where each of the
+three ``histogram`` aggregates costs 0.3 s); beyond, the scan takes the histograms."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,28 +157,37 @@ def group_figures(
     names = [f"s{i}" for i in range(len(keys))]
     group_by = ", ".join([*names, "arm"])
     select = ", ".join([*slices, "arm"])
-    rows = run.records(
-        f"""
-        SELECT {select}, {FIGURES_SQL},
+    counted = _counted_classes(run)
+    request_sql = f"""{FIGURES_SQL},
             quantile_cont(lag_ms, [0.5, 0.99]) FILTER (WHERE NOT skipped) AS _lag,
             quantile_cont(answer_tokens, [0.5, 0.95]) AS _tok,
             avg(answer_tokens) AS completion_tokens_mean,
             count_if({slo.condition()}) AS _good,
-            min(scheduled_at) AS _t0, max(ended_at) AS _t1
-        FROM {REQUESTS} GROUP BY {group_by}
-        """,
-        params,
-    )
-    attempts = {
-        group_key([r[n] for n in names], r["arm"]): r
-        for r in run.records(
-            f"SELECT {select}, {ATTEMPT_FIGURES_SQL}, histogram(model) AS _models,"
-            f" histogram({_ERROR_CLASS}) FILTER (WHERE NOT coalesce(ok, false)) AS _errors,"
-            f" {GROUP_COST_SQL} FROM run_results GROUP BY {group_by}",
+            min(scheduled_at) AS _t0, max(ended_at) AS _t1"""
+    retried = bool(run.records("SELECT 1 FROM run_results WHERE attempt > 0 LIMIT 1"))
+    if retried:
+        rows = run.records(
+            f"SELECT {select}, {request_sql} FROM {REQUESTS} GROUP BY {group_by}", params
+        )
+        attempt_rows = run.records(
+            f"SELECT {select}, {attempt_figures_sql()}, {_count_sql(counted, 'ok')},"
+            f" {GROUP_COST_SUMS_SQL}"
+            f" FROM run_results GROUP BY {group_by}",
             params,
         )
+    else:
+        # No retried request: a request is its attempt row, so one scan computes both sides.
+        rows = attempt_rows = run.records(
+            f"SELECT {select}, {request_sql}, {attempt_figures_sql('_a_latency_ms', '_a_ttft_ms')},"
+            f" {_count_sql(counted, '_a_ok')}, {GROUP_COST_SUMS_SQL}"
+            f" FROM ({UNRETRIED_ATTEMPTS_SQL})"
+            f" GROUP BY {group_by}",
+            params,
+        )
+    attempts = {
+        group_key([r[n] for n in names], r["arm"]): _histograms(r, counted) for r in attempt_rows
     }
-    samples = _samples(run, keys, rows)
+    samples = _samples(run, keys, rows, retried=retried)
     starts = [r["_t0"] for r in rows if r["_t0"] is not None]
     ends = [r["_t1"] for r in rows if r["_t1"] is not None]
     span = max(ends) - min(starts) if starts and ends else None
@@ -193,8 +223,59 @@ def group_figures(
     return out
 
 
+_Counted = dict[str, list[str]]
+"""``models``, ``errors``, ``unpriced`` -> the distinct values of the run (sorted)."""
+
+
+def _counted_classes(run: Queryable) -> _Counted | None:
+    """The run's distinct models, error classes and unpriced models (one narrow scan), or None
+    when there are more than :data:`_MAX_COUNTED` of them together."""
+    rows = run.records(
+        f"SELECT DISTINCT model, {_ERROR_CLASS.format(ok='ok')} AS errors,"
+        f" {UNPRICED_MODEL_SQL} AS unpriced FROM run_results"
+    )
+    found: _Counted = {}
+    for name in ("models", "errors", "unpriced"):
+        column = "model" if name == "models" else name
+        found[name] = sorted({str(r[column]) for r in rows if r[column] is not None})
+    if sum(len(v) for v in found.values()) > _MAX_COUNTED:
+        return None
+    return found
+
+
+def _count_sql(counted: _Counted | None, ok: str) -> str:
+    """The aggregates that count attempts per model, error class and unpriced model (``ok``:
+    the attempts' ok column)."""
+    error_class = _ERROR_CLASS.format(ok=ok)
+    if counted is None:
+        return (
+            f"histogram(model) AS _models, histogram({error_class}) AS _errors,"
+            f" histogram({UNPRICED_MODEL_SQL}) AS _cost_unpriced_models"
+        )
+    expression = {"models": "model", "errors": error_class, "unpriced": UNPRICED_MODEL_SQL}
+    parts = [
+        f"count(*) FILTER (WHERE {expression[name]} = {sql_literal(value)}) AS _{name}_{i}"
+        for name, values in counted.items()
+        for i, value in enumerate(values)
+    ]
+    return ", ".join(parts or ["0 AS _none"])
+
+
+def _histograms(row: dict[str, Any], counted: _Counted | None) -> dict[str, Any]:
+    """``row`` with ``_models``, ``_errors`` and ``_cost_unpriced_models`` as dicts of the
+    values counted (those seen, in value order, as DuckDB's ``histogram`` gives them)."""
+    if counted is None:
+        return row
+    out = dict(row)
+    for name, key in (("models", "_models"), ("errors", "_errors"),
+                      ("unpriced", "_cost_unpriced_models")):  # fmt: skip
+        counts = {v: int(row[f"_{name}_{i}"]) for i, v in enumerate(counted[name])}
+        out[key] = {v: n for v, n in counts.items() if n}
+    return out
+
+
 def _samples(
-    run: Queryable, keys: list[str], rows: list[dict[str, Any]]
+    run: Queryable, keys: list[str], rows: list[dict[str, Any]], *, retried: bool
 ) -> dict[tuple[str, ...], dict[str, np.ndarray]]:
     """Per group: the requests of the slice's hash-chosen traces.
 
@@ -210,12 +291,16 @@ def _samples(
     if not largest:
         return {}
     keep = {k: min(1.0, SAMPLE_TRACES / max(n, 1)) for k, n in largest.items()}
-    lists = ", ".join(f"list({c} ORDER BY trace_id) AS {c}" for c in ("trace_id", *_SAMPLED))
+    # The largest fraction filters first, before any slice is read from its MAP (a scan of ten
+    # million rows keeps only the sampled part); each slice's own fraction then applies.
+    hashed = f"hash(trace_id) % {_HASH_SPACE}"
+    sampled = requests_where(
+        f"{hashed} < {max(keep.values())!r}::DOUBLE * {_HASH_SPACE}", retried=retried
+    )
     inner = (
         f"SELECT {', '.join([*slice_columns(keys), 'arm', 'trace_id'])}, latency_ms, ttft_ms,"
         " cost_usd, ok, coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0) AS tokens,"
-        f" answer_tokens AS completion_tokens, hash(trace_id) % {_HASH_SPACE} AS _h"
-        f" FROM {REQUESTS} WHERE NOT skipped"
+        f" answer_tokens AS completion_tokens, {hashed} AS _h FROM ({sampled}) WHERE NOT skipped"
     )
     if names:
         source = (
@@ -226,63 +311,70 @@ def _samples(
         fraction = keep[()]
         source = f"SELECT * FROM ({inner}) WHERE _h < {fraction!r}::DOUBLE * {_HASH_SPACE}"
     columns = [*names, "arm"]
-    query = f"SELECT {', '.join(columns)}, {lists} FROM ({source}) GROUP BY {', '.join(columns)}"
+    query = (
+        f"SELECT {', '.join(columns)}, trace_id, {', '.join(_SAMPLED)} FROM ({source})"
+        f" ORDER BY {', '.join(columns)}, trace_id"
+    )
+    found = run.columns(query, [*keys, NO_SLICE] if keys else None)
+    size = found["trace_id"].size
+    if not size:
+        return {}
+    # The rows come grouped (ordered by group, then trace): a group starts where a key changes.
+    starts = np.zeros(size, dtype=bool)
+    starts[0] = True
+    for c in columns:
+        starts[1:] |= found[c][1:] != found[c][:-1]
+    bounds = [*np.flatnonzero(starts).tolist(), size]
+    values = {c: np.asarray(found[c], dtype=float) for c in _SAMPLED}
+    values["cost_usd"] = np.nan_to_num(values["cost_usd"], nan=0.0)
+    values["ok"] = np.nan_to_num(values["ok"], nan=0.0)
+    traces = np.asarray(found["trace_id"], dtype=object)
     out: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
-    for row in run.records(query, [*keys, NO_SLICE] if keys else None):
-        key = group_key([row[n] for n in names], row["arm"])
-        sample = {
-            c: np.array([np.nan if v is None else float(v) for v in row[c] or []], dtype=float)
-            for c in _SAMPLED
-        }
-        sample["cost_usd"] = np.nan_to_num(sample["cost_usd"], nan=0.0)
-        sample["ok"] = np.nan_to_num(sample["ok"], nan=0.0)
-        sample["trace"] = np.array([str(t) for t in row["trace_id"] or []], dtype=object)
-        out[key] = sample
+    for start, stop in itertools.pairwise(bounds):
+        key = group_key([found[n][start] for n in names], str(found["arm"][start]))
+        out[key] = {c: v[start:stop].copy() for c, v in values.items()}
+        out[key]["trace"] = traces[start:stop].copy()
     return out
 
 
 def pair_ratios(
-    run: Queryable, keys: Sequence[str], reference: str
+    samples: Mapping[tuple[str, ...], Mapping[str, np.ndarray]], reference: str
 ) -> dict[tuple[str, ...], dict[str, PairRatio]]:
     """Per compared (slice values..., arm): mean and variance of ln(arm / reference) of
-    ``latency_ms`` and of ``ttft_ms`` over the traces successful on both (every such trace;
-    one join in DuckDB)."""
-    keys = list(keys)
-    names = [f"s{i}" for i in range(len(keys))]
-    cols = "".join(f"c.{n}, " for n in names)
-    ratios = []
-    for column in ("latency_ms", "ttft_ms"):
-        log = f"ln(c.{column} / b.{column})"
-        where = f"c.{column} > 0 AND b.{column} > 0"
-        ratios.append(
-            f"count(*) FILTER (WHERE {where}) AS {column}_n,"
-            f" avg({log}) FILTER (WHERE {where}) AS {column}_mean,"
-            f" var_samp({log}) FILTER (WHERE {where}) AS {column}_var"
-        )
-    group_by = ", ".join([*(f"c.{n}" for n in names), "c.arm"])
-    ref = f"${len(keys) + 2}" if keys else "$1"
-    # The reference's side carries no slices (read from the MAP of the compared side only) and
-    # neither side is materialised: each is one filtered scan of the requests.
-    timed = f"FROM {REQUESTS} WHERE (latency_ms IS NOT NULL OR ttft_ms IS NOT NULL) AND arm"
-    query = (
-        f"WITH b AS (SELECT trace_id, latency_ms, ttft_ms {timed} = {ref}),"
-        " c AS (SELECT trace_id, arm, "
-        + "".join(f"{c}, " for c in slice_columns(keys))
-        + f"latency_ms, ttft_ms {timed} <> {ref})"
-        f" SELECT {cols}c.arm AS arm, {', '.join(ratios)}"
-        f" FROM c JOIN b USING (trace_id) GROUP BY {group_by}"
-    )
+    ``latency_ms`` and of ``ttft_ms`` over the traces of the slice's sample (every trace of a
+    slice of at most :data:`SAMPLE_TRACES`) successful on both; ``samples`` are
+    :class:`GroupFigures`' samples (traces in id order)."""
     out: dict[tuple[str, ...], dict[str, PairRatio]] = {}
-    for row in run.records(query, [*keys, NO_SLICE, reference] if keys else [reference]):
-        out[group_key([row[n] for n in names], row["arm"])] = {
-            column: PairRatio(
-                n=int(row[f"{column}_n"] or 0),
-                mean=row[f"{column}_mean"],
-                var=row[f"{column}_var"],
+    for key, sample in samples.items():
+        base = samples.get((*key[:-1], reference))
+        if key[-1] == reference or base is None or "trace" not in sample or "trace" not in base:
+            continue
+        _, mine, theirs = np.intersect1d(
+            sample["trace"], base["trace"], assume_unique=True, return_indices=True
+        )
+        timed = _timed(sample, mine) & _timed(base, theirs)
+        if not timed.any():  # no trace with a latency or TTFT on both: nothing is paired
+            continue
+        found: dict[str, PairRatio] = {}
+        for column in ("latency_ms", "ttft_ms"):
+            c, b = sample[column][mine], base[column][theirs]
+            both = (c > 0) & (b > 0)
+            logs = np.log(c[both] / b[both])
+            found[column] = PairRatio(
+                n=int(logs.size),
+                mean=float(logs.mean()) if logs.size else None,
+                var=float(logs.var(ddof=1)) if logs.size > 1 else None,
             )
-            for column in ("latency_ms", "ttft_ms")
-        }
+        out[key] = found
     return out
+
+
+def _timed(sample: Mapping[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """Of ``rows`` of a sample, those with a latency or a TTFT."""
+    found: np.ndarray = np.isfinite(sample["latency_ms"][rows]) | np.isfinite(
+        sample["ttft_ms"][rows]
+    )
+    return found
 
 
 def chunk_gaps(

@@ -11,7 +11,9 @@ always from the exact figures) with a 95% interval (``lo``, ``hi``) from the pai
 (:mod:`analysis.paired`: a Poisson bootstrap over traces, shared by the arms, on the slice's
 hash-chosen sample of traces, its spread scaled to all requests). ``latency_ratio`` and
 ``ttft_ratio`` are geometric means over traces successful on both arms of candidate /
-baseline, with Student's t-interval on the mean per-trace log ratio, over every such trace.
+baseline, with Student's t-interval on the mean per-trace log ratio, over those traces of
+the slice's sample (every trace up to :data:`~analysis.aggregates.SAMPLE_TRACES`). Each compared
+group's ``interval_sample`` says what its intervals used (requests sampled, of all, the scale).
 
 Beyond the summary's keys, each group carries (see :mod:`analysis.aggregates`): ``tpot_p95_ms``,
 ``itl_p50_ms``/``itl_p95_ms`` (per-chunk gaps; TPOT is the (latency − ttft) / (tokens − 1)
@@ -129,14 +131,14 @@ def analyze(
     reference = reference_arm(arms)
     samples = {key: f.sample for key, f in figures.items()}
     per_slice = {key[:-1]: f.summary["n"] for key, f in figures.items() if key[-1] == reference}
+    ratios = pair_ratios(samples, reference) if reference else {}
+    missing, spend = _costs(run, figures)
+    replicates = _Replicates(samples, n_boot=n_boot, seed=seed)
     pairs = (
         pair_divergence(run, keys, reference, embedder, traces_per_slice=per_slice)
         if reference
         else {}
     )
-    ratios = pair_ratios(run, keys, reference) if reference else {}
-    missing, spend = _costs(run, figures)
-    replicates = _Replicates(samples, n_boot=n_boot, seed=seed)
     ordered = sorted(figures, key=_order)
     compared = [k for k in ordered if reference is not None and k[-1] != reference]
     pvalues = {
@@ -201,6 +203,7 @@ def analyze(
                     for name, p in pvalues[key].items()
                 },
                 ok_rate_change=_ok_rate_points(base, fig, base_reps, cand_reps, scale),
+                interval_sample=_interval_sample(cand_reps, fig, scale),
             )
         )
     fid = fidelity(run, arms, n_boot=n_boot, seed=seed)
@@ -248,34 +251,42 @@ class _Replicates:
         self._seed = seed
         self._boots: dict[tuple[str, ...], PairedBootstrap] = {}
         self._arms: dict[tuple[str, ...], ArmReplicates] = {}
-        self._traces: dict[tuple[str, ...], np.ndarray] = {}
+        arms: dict[tuple[str, ...], list[np.ndarray]] = {}
         for key, sample in samples.items():
             if sample and "trace" in sample:
-                found = self._traces.get(key[:-1])
-                self._traces[key[:-1]] = (
-                    sample["trace"] if found is None else np.concatenate([found, sample["trace"]])
-                )
+                arms.setdefault(key[:-1], []).append(sample["trace"])
+        # Each slice's traces, in order (most often every arm has the same ones).
+        self._traces = {
+            key: found[0]
+            if all(t.size == found[0].size and np.all(t == found[0]) for t in found[1:])
+            else np.unique(np.concatenate(found))
+            for key, found in arms.items()
+        }
         # One weight matrix for every slice (each slice only needs its own traces' weights
         # independent), as wide as the largest slice's sample.
         self._weights: np.ndarray | None = None
+
+    def _boot(self, slice_key: tuple[str, ...]) -> PairedBootstrap:
+        """The slice's bootstrap (made once; every slice shares one weight matrix)."""
+        boot = self._boots.get(slice_key)
+        if boot is None:
+            if self._weights is None:
+                width = max(t.size for t in self._traces.values())
+                self._weights = poisson_weights(self._n_boot, width, self._seed)
+            boot = self._boots[slice_key] = PairedBootstrap(
+                self._traces[slice_key],
+                n_boot=self._n_boot,
+                seed=self._seed,
+                weights=self._weights,
+            )
+        return boot
 
     def get(self, key: tuple[str, ...]) -> ArmReplicates | None:
         sample = self._samples.get(key)
         if sample is None or "trace" not in sample:
             return None
         if key not in self._arms:
-            slice_key = key[:-1]
-            boot = self._boots.get(slice_key)
-            if boot is None:
-                if self._weights is None:
-                    width = max(np.unique(t).size for t in self._traces.values())
-                    self._weights = poisson_weights(self._n_boot, width, self._seed)
-                boot = self._boots[slice_key] = PairedBootstrap(
-                    self._traces[slice_key],
-                    n_boot=self._n_boot,
-                    seed=self._seed,
-                    weights=self._weights,
-                )
+            boot = self._boot(key[:-1])
             self._arms[key] = boot.arm(sample)
         return self._arms[key]
 
@@ -286,6 +297,17 @@ def _scale(reps: ArmReplicates | None, fig: GroupFigures) -> float:
     if reps is None or not reps.size or not n:
         return 1.0
     return math.sqrt(min(1.0, reps.size / n))
+
+
+def _interval_sample(
+    reps: ArmReplicates | None, fig: GroupFigures, scale: float
+) -> dict[str, Any] | None:
+    """What the group's bootstrap intervals used: ``requests`` of the arm in the slice's
+    hash-chosen sample, ``of`` its requests, and ``scale`` = √(requests / of) (1 when every
+    request is in the sample)."""
+    if reps is None:
+        return None
+    return {"requests": reps.size, "of": fig.summary.get("n") or 0, "scale": scale}
 
 
 def _costs(

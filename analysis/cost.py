@@ -40,9 +40,11 @@ from shadow.replay.pricing import PricingTable, rate_tiers
 
 __all__ = [
     "GROUP_COST_SQL",
+    "GROUP_COST_SUMS_SQL",
     "MONTH_S",
     "PRICE_COLUMNS",
     "REPRICED_COST_SQL",
+    "UNPRICED_MODEL_SQL",
     "GroupCost",
     "SpendProjection",
     "UnpricedModel",
@@ -136,18 +138,27 @@ def unpriced(run: Queryable, by: Sequence[str] = ()) -> list[UnpricedModel]:
     ]
 
 
-GROUP_COST_SQL: Final = f"""
+GROUP_COST_SUMS_SQL: Final = f"""
     count(*) FILTER (WHERE NOT ({SKIPPED_SQL})) AS _cost_attempts,
     count(*) FILTER (WHERE {_UNPRICED}) AS _cost_unpriced,
     count(*) FILTER (WHERE {SKIPPED_SQL} AND NOT {ROUTE_SKIPPED_SQL} AND attempt = 0)
         AS _cost_skipped,
-    coalesce(sum(cost_usd), 0) AS _cost_usd,
-    histogram(coalesce(model, {sql_literal(NO_MODEL)})) FILTER (WHERE {_UNPRICED})
-        AS _cost_unpriced_models
+    coalesce(sum(cost_usd), 0) AS _cost_usd
+"""
+"""The sums of :data:`GROUP_COST_SQL` without its histogram of unpriced models (which
+:func:`analysis.aggregates.group_figures` counts per model it found by
+:data:`UNPRICED_MODEL_SQL`, then puts in the row as ``_cost_unpriced_models``)."""
+
+UNPRICED_MODEL_SQL: Final = (
+    f"CASE WHEN {_UNPRICED} THEN coalesce(model, {sql_literal(NO_MODEL)}) END"
+)
+"""The model an attempt without a price is counted under; NULL for a priced attempt."""
+
+GROUP_COST_SQL: Final = f"""{GROUP_COST_SUMS_SQL},
+    histogram({UNPRICED_MODEL_SQL}) AS _cost_unpriced_models
 """
 """The aggregates of one group's cost over ``run_results`` (read by :func:`group_cost` and
-:func:`unpriced_models`), to add to a ``GROUP BY`` of the slices and arm that reads the
-attempts anyway (:func:`analysis.aggregates.group_figures`)."""
+:func:`unpriced_models`), to add to a ``GROUP BY`` of the slices and arm."""
 
 
 def group_cost(group: tuple[str, ...], arm: str, row: Mapping[str, Any]) -> GroupCost:

@@ -35,15 +35,16 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 def lexical(a: str | None, b: str | None) -> float:
     """1 − token F1 of the two texts (two empty texts are identical: 0)."""
-    ta = Counter(w.lower() for w in _WORD.findall(a or ""))
-    tb = Counter(w.lower() for w in _WORD.findall(b or ""))
-    if not ta and not tb:
+    wa = list(map(str.lower, _WORD.findall(a or "")))
+    wb = list(map(str.lower, _WORD.findall(b or "")))
+    if not wa and not wb:
         return 0.0
-    common = sum((ta & tb).values())
+    ta, tb = Counter(wa), Counter(wb)
+    common = sum(min(n, tb[w]) for w, n in ta.items() if w in tb)
     if common == 0:
         return 1.0
-    precision = common / sum(ta.values())
-    recall = common / sum(tb.values())
+    precision = common / len(wa)
+    recall = common / len(wb)
     return 1.0 - 2 * precision * recall / (precision + recall)
 
 

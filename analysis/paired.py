@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -108,7 +108,7 @@ class PairedBootstrap:
         seed: int,
         weights: npt.NDArray[np.uint8] | None = None,
     ) -> None:
-        self.traces = np.unique(np.asarray(traces, dtype=object))
+        self.traces = _sorted_unique(np.asarray(traces, dtype=object))
         if weights is None or weights.shape[0] < self.traces.size:
             weights = poisson_weights(n_boot, self.traces.size, seed)
         self.weights = weights[: self.traces.size]
@@ -119,7 +119,8 @@ class PairedBootstrap:
         trace = np.asarray(sample.get("trace", np.array([], dtype=object)), dtype=object)
         if trace.size == 0:
             return ArmReplicates(size=0)
-        index = np.searchsorted(self.traces, trace)
+        same = trace.size == self.traces.size and bool(np.all(trace == self.traces))
+        index = np.arange(trace.size) if same else np.searchsorted(self.traces, trace)
         center: dict[str, float] = {}
         reps: dict[str, FloatArray] = {}
         for column in ("latency_ms", "ttft_ms"):
@@ -143,6 +144,14 @@ class PairedBootstrap:
         center.update({k: float(v[0]) for k, v in _sums(ones, columns).items()})
         reps.update(_sums(self.weights[index].astype(np.float32), columns))
         return ArmReplicates(size=int(trace.size), center=center, reps=reps)
+
+
+def _sorted_unique(traces: np.ndarray) -> np.ndarray:
+    """The distinct ``traces`` in order (``traces`` itself when already strictly increasing,
+    as the traces of one arm's sample are)."""
+    if traces.size < 2 or bool(np.all(traces[1:] > traces[:-1])):
+        return traces
+    return np.unique(traces)
 
 
 def _rank(size: int, q: float) -> int:
@@ -183,26 +192,38 @@ def _weighted_quantiles(
     totals = weights.sum(axis=0, dtype=np.uint32)
     # The narrowest type that holds every running sum (exact: integer sums).
     kind = np.uint16 if int(totals.max(initial=0)) <= np.iinfo(np.uint16).max else np.uint32
-    cumulative = weights.astype(kind)
-    np.cumsum(cumulative, axis=0, out=cumulative)  # in place: twice as fast
     size = sorted_values.size
     half = 8 * math.isqrt(size) + 16
+    bands: dict[str, tuple[int, int]] = {}
+    for name, q in wanted.items():
+        start = min(max(_rank(size, q) - half, 0), size)
+        bands[name] = (start, min(start + 2 * half, size))
+    # The weight of the rows above each band (running sums are only taken inside the bands).
+    before: dict[int, np.ndarray] = {}
+    running, done = np.zeros(totals.size, dtype=np.uint32), 0
+    for start in sorted({start for start, _ in bands.values()}):
+        running = running + weights[done:start].sum(axis=0, dtype=np.uint32)
+        before[start], done = running, start
     out: dict[str, FloatArray] = {}
     for name, q in wanted.items():
         targets = np.maximum(np.ceil(q * totals.astype(np.float64)), 1).astype(kind)
-        start = min(max(_rank(size, q) - half, 0), size)
-        stop = min(start + 2 * half, size)
-        ranks = start + (cumulative[start:stop] < targets).sum(axis=0)
+        start, stop = bands[name]
+        above = before[start]
+        band: npt.NDArray[np.unsignedinteger[Any]] = weights[start:stop].astype(kind)
+        np.cumsum(band, axis=0, out=band)  # in place: twice as fast
+        np.add(band, above.astype(kind), out=band)  # band[i]: cumulative weight to row start + i
+        ranks = start + (band < targets).sum(axis=0)
         # Exact where every row above the band is below the target and the band's last row
         # reaches it (or the band ends the rows); elsewhere counted over every row.
         inside = np.ones(totals.size, dtype=bool)
         if start > 0:
-            inside &= cumulative[start - 1] < targets
+            inside &= above < targets
         if stop < size:
-            inside &= cumulative[stop - 1] >= targets
+            inside &= band[-1] >= targets
         if not inside.all():
             outside = np.flatnonzero(~inside)
-            ranks[outside] = (cumulative[:, outside] < targets[outside]).sum(axis=0)
+            cumulative = np.cumsum(weights[:, outside], axis=0, dtype=kind)
+            ranks[outside] = (cumulative < targets[outside]).sum(axis=0)
         picked: FloatArray = sorted_values[np.minimum(ranks, size - 1)]
         picked[totals <= 0] = np.nan
         out[name] = picked

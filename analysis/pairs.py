@@ -74,11 +74,14 @@ def pair_divergence(
     slice_cols = slice_columns(keys)
     names = [f"s{i}" for i in range(len(keys))]
     params: list[object] = [*keys, NO_SLICE] if keys else []
-    join = where = ""
+    join = where = prefilter = ""
     if traces_per_slice and names:
         fractions = {k: min(1.0, limit / max(n, 1)) for k, n in traces_per_slice.items()}
         join = f" JOIN {fractions_table(names, fractions)} USING ({', '.join(names)})"
         where = f" WHERE hash(trace_id) % {_HASH_SPACE} < _frac * {_HASH_SPACE}"
+        # The largest fraction first, before any slice is read from its MAP.
+        largest = max(fractions.values())
+        prefilter = f" WHERE hash(trace_id) % {_HASH_SPACE} < {largest!r}::DOUBLE * {_HASH_SPACE}"
     elif traces_per_slice:
         fraction = min(1.0, limit / max(sum(traces_per_slice.values()), 1))
         where = f" WHERE hash(trace_id) % {_HASH_SPACE} < {fraction!r}::DOUBLE * {_HASH_SPACE}"
@@ -87,7 +90,7 @@ def pair_divergence(
     inner = (
         "SELECT * FROM (SELECT trace_id, arm, attempt, output_text"
         + "".join(f", {c}" for c in slice_cols)
-        + f" FROM run_results){join}{where}"
+        + f" FROM run_results{prefilter}){join}{where}"
     )
     query = (
         f"SELECT trace_id, arm, output_text{''.join(f', {n}' for n in names)} FROM ({inner})"

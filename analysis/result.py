@@ -97,6 +97,10 @@ class GroupResult:
     divergence_flagged: bool | None = None
     delta: dict[str, Change] = field(default_factory=dict)
     tests: dict[str, TestResult] = field(default_factory=dict)
+    interval_sample: dict[str, Any] | None = None
+    """What the intervals of ``delta`` used (compared arms): ``requests`` of the arm in the
+    slice's hash-chosen sample, ``of`` all its requests, ``scale`` √(requests / of) by which the
+    replicates' spread was narrowed (1 when the sample holds every request)."""
     ok_rate_change: Change | None = None
     """The ok rate's change in percentage points with a normal-approximation 95% interval
     (compared arms only; not part of the JSON)."""
@@ -163,6 +167,9 @@ class GroupResult:
                 if fig.interval:
                     out[f"{name}_lo"], out[f"{name}_hi"] = self.interval(name)
         out["divergence_flagged"] = self.divergence_flagged
+        out["interval_sample"] = (
+            None if self.interval_sample is None else dict(self.interval_sample)
+        )
         out["delta"] = {name: change.to_json() for name, change in self.delta.items()}
         out["tests"] = {name: test.to_json() for name, test in self.tests.items()}
         return out

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from analysis.cost import PRICE_COLUMNS, REPRICED_COST_SQL, price_rows
@@ -125,6 +126,15 @@ class Run:
         except duckdb.Error as exc:
             raise _query_error(self.path, exc) from None
 
+    def columns(self, query: str, params: Sequence[Any] | None = None) -> dict[str, np.ndarray]:
+        """Run ``query`` and return each column as a numpy array (a NULL is NaN in a numeric or
+        boolean column, which then holds floats, and None in any other)."""
+        try:
+            found = self._con.execute(query, params).fetchnumpy()
+        except duckdb.Error as exc:
+            raise _query_error(self.path, exc) from None
+        return {str(name): _unmasked(array) for name, array in found.items()}
+
     def summary(self, by: Sequence[str] = ()) -> pl.DataFrame:
         """One row per (slice values..., arm) with the figures of ``shadow analyze``.
 
@@ -161,6 +171,13 @@ class Run:
             self._slice_names = sorted(names)
         return list(self._slice_names)
 
+    def _has_slice(self, name: str) -> bool:
+        """True when an attempt of this run has slice ``name``."""
+        if self._slice_names is not None:
+            return name in self._slice_names
+        query = "SELECT 1 AS one FROM run_results WHERE map_contains(slices, $1) LIMIT 1"
+        return bool(self.records(query, [name]))
+
     def add_slices(self, exprs: Sequence[SliceExpr | str]) -> Run:
         """Add slices computed from each trace's stored request (:mod:`analysis.slicing`).
 
@@ -189,6 +206,11 @@ class Run:
         one that no attempt of this run has: grouping by it would put every row under
         :data:`NO_SLICE`. A run without attempts has nothing to group, and accepts any."""
         if not by:
+            return
+        computed = self._computed.names if self._computed is not None else ()
+        # Each name is found at the first attempt that has it (no scan of the whole run);
+        # only a name no attempt has reads every slice name, for the message.
+        if all(name in computed or self._has_slice(name) for name in by):
             return
         known = self.slice_names()
         missing = [name for name in by if name not in known]
@@ -303,6 +325,15 @@ def _run_views(
     retried = con.execute(f"SELECT 1 FROM {_STORED} WHERE attempt > 0 LIMIT 1").fetchall()
     body = REQUESTS_SQL if retried else REQUESTS_UNRETRIED_SQL
     con.execute(f"CREATE OR REPLACE TEMP VIEW {REQUESTS} AS {body}").complete()
+
+
+def _unmasked(array: Any) -> np.ndarray:
+    """A fetched column without its mask: NaN (numbers, booleans) or None in place of NULL."""
+    if not isinstance(array, np.ma.MaskedArray):
+        return np.asarray(array)
+    if array.dtype.kind in "biuf":
+        return np.asarray(np.ma.filled(array.astype(np.float64), np.nan))
+    return np.asarray(np.ma.filled(array.astype(object), None))
 
 
 def _connect(path: str) -> duckdb.DuckDBPyConnection:

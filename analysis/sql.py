@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
 
+import numpy as np
 import polars as pl
 
 from analysis.figures import summary_figures
@@ -35,10 +36,13 @@ __all__ = [
     "SKIPPED_SQL",
     "SUMMARY_COLUMNS",
     "TPOT_SQL",
+    "UNRETRIED_ATTEMPTS_SQL",
     "Queryable",
+    "attempt_figures_sql",
     "check_slice_names",
     "fractions_table",
     "ident",
+    "requests_where",
     "slice_columns",
     "slice_name_problem",
     "sql_literal",
@@ -158,17 +162,42 @@ FIGURES_SQL: Final = """
 """The aggregates behind every column of :data:`SUMMARY_COLUMNS` but ``arm``, over
 :data:`REQUESTS`."""
 
-ATTEMPT_FIGURES_SQL: Final = """
-    count(latency_ms) AS attempts,
-    quantile_cont(latency_ms, [0.50, 0.95, 0.99]) AS _alq,
+
+def attempt_figures_sql(latency: str = "latency_ms", ttft: str = "ttft_ms") -> str:
+    """The per-attempt figures (every attempt that has the value, errors and retries included)
+    over columns ``latency`` and ``ttft`` of the attempts."""
+    return f"""
+    count({latency}) AS attempts,
+    quantile_cont({latency}, [0.50, 0.95, 0.99]) AS _alq,
     _alq[1] AS attempt_latency_p50_ms, _alq[2] AS attempt_latency_p95_ms,
     _alq[3] AS attempt_latency_p99_ms,
-    quantile_cont(ttft_ms, [0.50, 0.95, 0.99]) AS _atq,
+    quantile_cont({ttft}, [0.50, 0.95, 0.99]) AS _atq,
     _atq[1] AS attempt_ttft_p50_ms, _atq[2] AS attempt_ttft_p95_ms,
     _atq[3] AS attempt_ttft_p99_ms
 """
-"""Per-attempt figures over ``run_results`` (every attempt that has the value, errors and
-retries included)."""
+
+
+ATTEMPT_FIGURES_SQL: Final = attempt_figures_sql()
+"""Per-attempt figures over ``run_results``."""
+
+UNRETRIED_ATTEMPTS_SQL: Final = _TRIED_ONCE.replace(
+    "FROM run_results",
+    ", latency_ms AS _a_latency_ms, ttft_ms AS _a_ttft_ms, ok AS _a_ok, error, status, model,"
+    " attempt FROM run_results",
+)
+"""The rows of :data:`REQUESTS_UNRETRIED_SQL` with their attempt's own columns beside them
+(``_a_latency_ms``, ``_a_ttft_ms``, ``_a_ok``, ``error``, ``status``, ``model``, ``attempt``): in
+a run with no retried request one ``GROUP BY`` over it computes the per-request and the
+per-attempt figures in a single scan."""
+
+
+def requests_where(condition: str, *, retried: bool) -> str:
+    """The body of :data:`REQUESTS` over the attempts that meet ``condition`` only (a condition
+    on the trace, such as a hash sample, so that every attempt of a request is kept or none):
+    the filter runs in the scan, before any request is assembled. ``retried``: whether the
+    run has a retried request (:data:`REQUESTS_SQL`, else :data:`REQUESTS_UNRETRIED_SQL`)."""
+    body = REQUESTS_SQL if retried else REQUESTS_UNRETRIED_SQL
+    return body.replace("FROM run_results", f"FROM (SELECT * FROM run_results WHERE {condition})")
 
 
 class Queryable(Protocol):
@@ -185,6 +214,11 @@ class Queryable(Protocol):
 
     def records(self, query: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """Run ``query`` over the run's views; rows as dicts of Python values."""
+        ...
+
+    def columns(self, query: str, params: Sequence[Any] | None = None) -> dict[str, np.ndarray]:
+        """Run ``query`` over the run's views; each column as a numpy array (NULL: NaN in a
+        numeric or boolean column, None in another)."""
         ...
 
 

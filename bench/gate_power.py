@@ -25,7 +25,11 @@ of runs that ``fail`` (the false-fail rate under A/A, the power otherwise), that
 coverage 93-97%. Writes bench/results/gate_power.json.
 
     python bench/gate_power.py [--runs 200] [--large-runs 60] [--sizes 150,500,2000,20000]
-                               [--seed 0] [--jobs 1]
+                               [--seed 0] [--jobs 1] [--sample-traces 4000]
+
+``--sample-traces 2000 --sizes 20000`` checks the m-out-of-n rescaling with the sample a tenth
+of the run (the analyzer samples 4,000 traces per slice); ``latency_ratio`` is computed on the
+same sample, as the analyzer does.
 """
 
 from __future__ import annotations
@@ -89,6 +93,9 @@ class Cell:
     shift: float
     n: int
     runs: int
+    cap: int = SAMPLE_TRACES
+    """Traces of the paired sample (the analyzer's :data:`SAMPLE_TRACES`; lower with
+    ``--sample-traces`` to check the √(m / n) rescaling far below n)."""
 
     @property
     def key(self) -> str:
@@ -129,15 +136,21 @@ class Tally:
         }
 
 
+def _sampled(n: int, cap: int, seed: int) -> npt.NDArray[np.int64]:
+    """The traces of the analyzer's sample: every one up to ``cap``, else a random subset (the
+    analyzer's is hash-chosen)."""
+    if n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+
+
 def _paired_quantiles(
-    base: npt.NDArray[np.float64], cand: npt.NDArray[np.float64], seed: int
+    base: npt.NDArray[np.float64], cand: npt.NDArray[np.float64], seed: int, cap: int
 ) -> dict[str, tuple[float | None, float | None]]:
     """The analyzer's paired interval of each quantile's change (``analysis.analyze``'s steps:
     the sample's replicates, log candidate − log baseline, scaled around the exact change)."""
     n = base.size
-    traces = np.arange(n)
-    if n > SAMPLE_TRACES:  # the analyzer's sample is hash-chosen: a random subset
-        traces = np.sort(np.random.default_rng(seed).choice(n, SAMPLE_TRACES, replace=False))
+    traces = _sampled(n, cap, seed)
     ids = traces.astype(object)
     boot = PairedBootstrap(ids, n_boot=N_BOOT, seed=seed)
     arms: list[ArmReplicates] = []
@@ -180,9 +193,11 @@ def _unpaired_quantiles(
 
 
 def _ratio(
-    base: npt.NDArray[np.float64], cand: npt.NDArray[np.float64]
+    base: npt.NDArray[np.float64], cand: npt.NDArray[np.float64], seed: int, cap: int
 ) -> tuple[float | None, float | None]:
-    logs = np.log(cand) - np.log(base)
+    """The analyzer's latency_ratio interval: Student t on the sample's per-trace log ratios."""
+    traces = _sampled(base.size, cap, seed)
+    logs = np.log(cand[traces]) - np.log(base[traces])
     _, lo, hi = log_ratio_interval(logs.size, float(logs.mean()), float(logs.var(ddof=1)))
     return lo, hi
 
@@ -203,11 +218,11 @@ def run_cell(cell: Cell, seed: int) -> dict[str, Any]:
         traffic = simulate(cell.dist, cell.kind, cell.shift, cell.n, rng)
         boot_seed = int(rng.integers(2**31))
         b, c = traffic.baseline, traffic.candidate
-        for name, (lo, hi) in _paired_quantiles(b, c, boot_seed).items():
+        for name, (lo, hi) in _paired_quantiles(b, c, boot_seed, cell.cap).items():
             tallies[(name, "paired")].add(lo, hi)
         for name, (lo, hi) in _unpaired_quantiles(b, c, boot_seed).items():
             tallies[(name, "unpaired")].add(lo, hi)
-        tallies[("ratio", "paired")].add(*_ratio(b, c))
+        tallies[("ratio", "paired")].add(*_ratio(b, c, boot_seed, cell.cap))
     return {
         "dist": cell.dist,
         "kind": cell.kind,
@@ -219,7 +234,7 @@ def run_cell(cell: Cell, seed: int) -> dict[str, Any]:
     }
 
 
-def cells(sizes: list[int], runs: int, large_runs: int) -> Iterator[Cell]:
+def cells(sizes: list[int], runs: int, large_runs: int, cap: int = SAMPLE_TRACES) -> Iterator[Cell]:
     """Every (distribution, shift, size) cell, then the ``latency_ratio`` target's cell."""
     for dist in DISTS:
         for kind in KINDS:
@@ -227,10 +242,10 @@ def cells(sizes: list[int], runs: int, large_runs: int) -> Iterator[Cell]:
                 if shift == 0.0 and kind == "tail":
                     continue  # A/A is one cell
                 for n in sizes:
-                    yield Cell(dist, kind, shift, n, runs if n <= SAMPLE_TRACES else large_runs)
+                    yield Cell(dist, kind, shift, n, runs if n <= cap else large_runs, cap)
         n, shift = RATIO_TARGET
         if n not in sizes:
-            yield Cell(dist, "uniform", shift, n, runs)
+            yield Cell(dist, "uniform", shift, n, runs, cap)
 
 
 def _mcse(p: float, runs: int) -> float:
@@ -375,12 +390,19 @@ def show(payload: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=200, help="runs per cell up to 4,000 traces")
+    parser.add_argument("--runs", type=int, default=200, help="runs per cell up to the sample size")
     parser.add_argument(
-        "--large-runs", type=int, default=60, help="runs per cell above 4,000 traces"
+        "--large-runs", type=int, default=60, help="runs per cell above the sample size"
     )
     parser.add_argument("--sizes", default="150,500,2000,20000", help="traces per run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--sample-traces",
+        type=int,
+        default=SAMPLE_TRACES,
+        help="traces of the paired sample (default: the analyzer's); lower it far below n to"
+        " check the sqrt(m / n) rescaling",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (2 cores here)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "gate_power.json")
     parser.add_argument("--report", type=Path, help="reprint a saved JSON instead of running")
@@ -389,14 +411,14 @@ def main() -> None:
         show(json.loads(args.report.read_text()))
         return
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
-    todo = list(cells(sizes, args.runs, args.large_runs))
+    todo = list(cells(sizes, args.runs, args.large_runs, args.sample_traces))
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results = list(pool.map(run_cell, todo, [args.seed] * len(todo)))
     payload = {
         "seed": args.seed,
         "n_boot": N_BOOT,
-        "sample_traces": SAMPLE_TRACES,
+        "sample_traces": args.sample_traces,
         "jobs": args.jobs,
         "seconds": round(time.perf_counter() - started, 1),
         "targets": {},

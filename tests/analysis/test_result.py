@@ -63,8 +63,8 @@ def test_json_keys_are_the_documented_ones_in_order(run: Run) -> None:
     assert list(base) == ["slice", "arm", *summary, *tail]
     divergence = ["divergence_mean", "divergence_p95", "divergence_n", "noise_floor",
                   "excess_divergence", "excess_divergence_lo", "excess_divergence_hi",
-                  "latency_ratio", "ttft_ratio", "paired_n", "divergence_flagged", "delta",
-                  "tests"]  # fmt: skip
+                  "latency_ratio", "ttft_ratio", "paired_n", "divergence_flagged",
+                  "interval_sample", "delta", "tests"]  # fmt: skip
     assert list(cand) == ["slice", "arm", *summary, *tail, "model_mismatches", *divergence]
     assert list(cand["delta"]) == [n for n, f in FIGURES.items() if f.change == "relative"]
     typed = data.group("candidate", {"intent": "a"})

@@ -1,5 +1,6 @@
 """The faster paths of ``analyze`` give the figures of the plain definitions: the requests view
-of a run without retries, the banded weighted quantiles, the costs read in the attempts pass."""
+of a run without retries, the banded weighted quantiles, the costs read in the attempts pass,
+the one scan of a run without retries and the counts per model and error class."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from analysis import aggregates
 from analysis.aggregates import Slo, group_figures
 from analysis.cost import group_costs, unpriced
 from analysis.paired import _weighted_quantiles, poisson_weights
 from analysis.run import Run, open_run
 from analysis.sql import REQUESTS_SQL
+from shadow.replay.budget import NO_MODEL
 from shadow.results.rows import ResultRow
 from shadow.results.store import ResultsStore
 
@@ -86,6 +89,42 @@ def test_costs_read_with_the_attempt_figures_match_the_cost_module(tmp_path: Pat
         missing.setdefault((*found.group, found.arm), {})[found.model] = found.attempts
     assert {key: f.unpriced for key, f in figures.items() if f.unpriced} == missing
     assert missing  # the run has an unpriced attempt: the comparison means something
+
+
+def _figures(run: Run) -> dict[tuple[str, ...], Any]:
+    figures = group_figures(run, ["tenant"], Slo(latency_ms=150.0))
+    return {
+        key: (f.summary, f.attempt, f.extra, f.cost, f.unpriced,
+              {c: np.nan_to_num(np.asarray(v, dtype=float), nan=-1.0).tolist()
+               if c != "trace" else v.tolist() for c, v in f.sample.items()})
+        for key, f in figures.items()
+    }  # fmt: skip
+
+
+def test_one_scan_with_counts_gives_the_figures_of_two_passes_with_histograms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run without retries is read in one scan that counts each model and error class; the
+    figures are those of the two passes (requests, then attempts) with DuckDB histograms."""
+    run = _run(tmp_path / "r.duckdb", _unretried_rows())
+    fast = _figures(run)
+    assert fast[("a", "candidate")][2]["errors"] == {
+        "http_500": 1,
+        "skipped_budget": 1,
+        "timeout": 1,
+    }
+    assert fast[("b", "candidate")][2]["models"] == {"m": 4}  # t5 reported no model
+    assert fast[("b", "candidate")][4] == {NO_MODEL: 1}
+    monkeypatch.setattr(aggregates, "_MAX_COUNTED", 0)  # histograms instead of counts
+    records = run.records
+
+    def as_if_retried(query: str, params: Any = None) -> list[dict[str, Any]]:
+        if "attempt > 0 LIMIT 1" in query:  # the check that picks the one scan
+            return [{"one": 1}]
+        return records(query, params)
+
+    monkeypatch.setattr(run, "records", as_if_retried)
+    assert _figures(run) == fast
 
 
 def _plain_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> np.ndarray:
