@@ -423,10 +423,23 @@ def main() -> None:
         print("\nclosed loop (wrk, 32 connections), requests/s")
         throughput = {}
         for name, url in targets.items():
+            teeing = name == "shadow sidecar"
+            if teeing:
+                drained(url)
+                before = dropped(url)
             throughput[name] = wrk(wrk_bin, url + path, int(args.seconds), 32, body_file)
             t = throughput[name]
+            shed = ""
+            if teeing:
+                # past what the tee can keep up with, the live path sheds records, never requests
+                t["records_dropped"] = dropped(url) - before
+                t["records_dropped_share"] = t["records_dropped"] / max(
+                    1.0, t["requests_per_s"] * int(args.seconds)
+                )
+                shed = (f"  records dropped {t['records_dropped']:.0f}"
+                        f" ({t['records_dropped_share']:.0%} of requests)")  # fmt: skip
             print(f"  {name:<34} {t['requests_per_s']:>8.0f} req/s  p99 {t['p99_ms']:.1f} ms"
-                  f"  non-2xx {t['non_2xx']}")  # fmt: skip
+                  f"  non-2xx {t['non_2xx']}{shed}")  # fmt: skip
         results["throughput"] = throughput
         ratio = (
             throughput["shadow sidecar"]["requests_per_s"]

@@ -10,6 +10,7 @@ spent on the upstream (request sent to last response byte received).
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 from typing import Protocol
@@ -30,6 +31,8 @@ from capture.live.heads import (
 from capture.live.upstream import UpstreamConnection
 
 __all__ = ["Client", "Request"]
+
+log = logging.getLogger("shadow.capture")
 
 _RETRY_KEEP = 1 << 20  # request bytes kept to resend on a fresh connection once
 _BUFFER_PAUSE = 1 << 18  # request bytes buffered while connecting before reading pauses
@@ -231,7 +234,18 @@ class Request:
         if self.done:
             upstream.give_back(conn)
             return
-        self._send_on(conn)
+        if not conn.usable:
+            # Closed before a byte went on it (an upstream out of connections does this): the
+            # client gets a 502 now; it must never wait on a connection that is gone.
+            detail = f"{upstream.display} closed a new connection at once"
+            self.on_upstream_failed("upstream_reset", detail, False)
+            return
+        try:
+            self._send_on(conn)
+        except Exception as exc:  # a bug here must not leave the client waiting for ever
+            log.exception("could not send a request on a new upstream connection")
+            conn.close()
+            self.on_upstream_failed("upstream_reset", type(exc).__name__, False)
 
     def _send_on(self, conn: UpstreamConnection) -> None:
         self.up = conn

@@ -205,6 +205,47 @@ def test_a_stale_pooled_connection_is_retried_once_on_a_fresh_one(
     )
 
 
+class _Slamming(socketserver.TCPServer):
+    """Accepts each connection and closes it at once: an upstream out of connections."""
+
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _SlamHandler)
+
+
+class _SlamHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.close()
+
+
+def test_an_upstream_that_closes_new_connections_gets_each_client_a_502(
+    make_sidecar: MakeSidecar,
+) -> None:
+    """Whether the close lands before or after the request goes on the connection, the client
+    is answered 502 upstream_reset at once, and the sidecar keeps serving."""
+    server = _Slamming()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        sidecar = make_sidecar(f"http://127.0.0.1:{server.server_address[1]}")
+        with httpx.Client(timeout=10) as http:
+            replies = [http.post(sidecar.url + "/v1/chat/completions", content=b"{}")
+                       for _ in range(20)]  # fmt: skip
+            health = http.get(sidecar.url + "/shadow/health")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+    assert [r.status_code for r in replies] == [502] * 20
+    assert all(r.json()["error"]["code"] == "upstream_reset" for r in replies)
+    assert health.status_code == 200
+    assert (
+        sidecar.app.metrics.value("shadow_capture_upstream_errors_total", kind="upstream_reset")
+        == 20
+    )
+
+
 async def _big(scope: Any, receive: Any, send: Any) -> None:
     """An upstream that streams 48 MiB in 1 MiB chunks, counting what it handed over."""
     if scope["type"] != "http":
