@@ -317,6 +317,13 @@ def main() -> None:
         "--drop-rates", default="1000,2000,3000,4000", help="open-loop rates for the drop check"
     )
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--worker-core",
+        choices=["any", "1"],
+        default="any",
+        help="where the sidecar's record worker runs: either core, or core 1 only (not the "
+        "serving loop's)",
+    )
     parser.add_argument("--skip-clients", action="store_true", help="skip the client comparison")
     args = parser.parse_args()
     nginx = ensure("nginx", "nginx")
@@ -326,7 +333,10 @@ def main() -> None:
     body_file.write_bytes(CHAT_REQUEST)
     upstream_port, nginx_port = free_port(), free_port()
     procs: list[subprocess.Popen[Any]] = []
-    results: dict[str, Any] = {"bench": "capture_overhead", "at": time.time(), "sink": args.sink}
+    results: dict[str, Any] = {
+        "bench": "capture_overhead", "at": time.time(), "sink": args.sink,
+        "worker_core": args.worker_core,
+    }  # fmt: skip
     try:
         procs.append(start_nginx(nginx, work, upstream_port, nginx_port))
         upstream = f"http://127.0.0.1:{upstream_port}"
@@ -376,9 +386,11 @@ def main() -> None:
         for url in targets.values():
             wait_http(url + path)
         # The sidecar builds records in a worker process: it may use the second core (the
-        # sidecar's serving process itself stays pinned to core 0, like nginx).
+        # sidecar's serving process itself stays pinned to core 0, like nginx), or with
+        # --worker-core 1 only the second, so it never takes the serving loop's core.
+        worker_cores = "0,1" if args.worker_core == "any" else args.worker_core
         for child in descendants(sidecar.pid):
-            subprocess.run(["taskset", "-a", "-p", "-c", "0,1", str(child)],
+            subprocess.run(["taskset", "-a", "-p", "-c", worker_cores, str(child)],
                            capture_output=True, check=False)  # fmt: skip
 
         print(f"\nopen loop, {args.seconds:.0f} s per cell, latency from the scheduled send (ms)")
