@@ -57,12 +57,20 @@ print("RESULT " + json.dumps({"seconds": elapsed, "groups": len(report.groups),
                   "cpu_seconds": time.process_time()}))
 """
 
-NARROW_GROUP_BY = """
+# One plain query over the table, timed in a fresh process (the SQL comes as argv[2]).
+TIMED_QUERY = """
 import json, resource, sys, time
 import duckdb
 t = time.perf_counter()
 con = duckdb.connect(sys.argv[1], read_only=True)
-rows = con.execute(
+rows = con.execute(sys.argv[2]).fetchall()
+elapsed = time.perf_counter() - t
+print("RESULT " + json.dumps({"seconds": elapsed, "groups": len(rows),
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "cpu_seconds": time.process_time()}))
+"""
+
+NARROW_GROUP_BY = (
     "SELECT slices['tenant'] AS tenant, slices['intent'] AS intent, arm,"
     " quantile_cont(CASE WHEN ok THEN latency_ms END, [0.5, 0.95, 0.99]) AS latency_q,"
     " quantile_cont(CASE WHEN ok THEN ttft_ms END, [0.5, 0.95, 0.99]) AS ttft_q,"
@@ -70,31 +78,23 @@ rows = con.execute(
     " sum(cost_usd) / nullif(count_if(ok), 0) AS cost_per_success_usd,"
     " avg(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0)) AS tokens_per_request"
     " FROM results GROUP BY ALL"
-).fetchall()
-elapsed = time.perf_counter() - t
-print("RESULT " + json.dumps({"seconds": elapsed, "groups": len(rows),
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "cpu_seconds": time.process_time()}))
-"""
+)
 
 # Every point figure analyze reports per group, written as one plain query over the table (the
 # bench's runs have no retried attempt, so a request is its row): the request figures (over
 # successful requests), the per-attempt ones (over every attempt), schedule lag, tokens, cost.
 # Models and error classes are left out (histogram() of them costs 0.6 s more on 10 M rows, so
 # leaving them out makes the comparison stricter). TPOT as docs/architecture.md defines it.
-GROUP_BY = """
-import json, resource, sys, time
-import duckdb
-t = time.perf_counter()
-con = duckdb.connect(sys.argv[1], read_only=True)
-tpot = ("CASE WHEN ok AND completion_tokens > 1 AND ttft_ms IS NOT NULL"
-        " THEN (latency_ms - ttft_ms) / (completion_tokens - 1) END")
-rows = con.execute(
+_TPOT = (
+    "CASE WHEN ok AND completion_tokens > 1 AND ttft_ms IS NOT NULL"
+    " THEN (latency_ms - ttft_ms) / (completion_tokens - 1) END"
+)
+GROUP_BY = (
     "SELECT slices['tenant'] AS tenant, slices['intent'] AS intent, arm, count(*) AS n,"
     " avg(CAST(coalesce(ok, false) AS DOUBLE)) AS ok_rate,"
     " quantile_cont(CASE WHEN ok THEN latency_ms END, [0.5, 0.95, 0.99]) AS latency_q,"
     " quantile_cont(CASE WHEN ok THEN ttft_ms END, [0.5, 0.95, 0.99]) AS ttft_q,"
-    f" quantile_cont({tpot}, [0.5, 0.95]) AS tpot_q,"
+    f" quantile_cont({_TPOT}, [0.5, 0.95]) AS tpot_q,"
     " quantile_cont(latency_ms, [0.5, 0.95, 0.99]) AS attempt_latency_q,"
     " quantile_cont(ttft_ms, [0.5, 0.95, 0.99]) AS attempt_ttft_q,"
     " quantile_cont((sent_at - scheduled_at) * 1000, [0.5, 0.99]) AS lag_q,"
@@ -107,12 +107,7 @@ rows = con.execute(
     " count_if(NOT coalesce(ok, false)) AS failed,"
     " min(scheduled_at) AS t0, max(sent_at + latency_ms / 1000) AS t1"
     " FROM results GROUP BY ALL"
-).fetchall()
-elapsed = time.perf_counter() - t
-print("RESULT " + json.dumps({"seconds": elapsed, "groups": len(rows),
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "cpu_seconds": time.process_time()}))
-"""
+)
 
 PANDAS = """
 import json, resource, sys, time
@@ -138,10 +133,13 @@ def _result(stdout: str) -> dict[str, Any]:
     return dict(json.loads(line.removeprefix("RESULT ")))
 
 
-def _child(script: str, path: Path) -> dict[str, Any]:
-    """Run ``script`` on ``path`` in a fresh process; its RESULT."""
+def _child(script: str, path: Path, *args: str) -> dict[str, Any]:
+    """Run ``script`` on ``path`` (then ``args``) in a fresh process; its RESULT."""
     done = subprocess.run(
-        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", script, str(path), *args],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return _result(done.stdout)
 
@@ -177,8 +175,8 @@ def main() -> None:
         path.unlink(missing_ok=True)
         _generate(path, args.rows)
     ours = _child(ANALYZE, path)
-    plain = _child(GROUP_BY, path)
-    narrow = _child(NARROW_GROUP_BY, path)
+    plain = _child(TIMED_QUERY, path, GROUP_BY)
+    narrow = _child(TIMED_QUERY, path, NARROW_GROUP_BY)
     ours["ratio_to_group_by"] = ours["seconds"] / plain["seconds"]
     ours["cpu_ratio_to_group_by"] = ours["cpu_seconds"] / plain["cpu_seconds"]
     ours["ratio_to_narrow_group_by"] = ours["seconds"] / narrow["seconds"]
@@ -204,14 +202,7 @@ def main() -> None:
         print("installing pandas for the comparison (pip)...", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "pandas"], check=True)
     try:
-        theirs = _result(
-            subprocess.run(
-                [sys.executable, "-c", PANDAS, str(path)],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )
+        theirs = _child(PANDAS, path)
         ratio = theirs["seconds"] / ours["seconds"]
         total = (theirs["seconds"] + theirs["load_seconds"]) / ours["seconds"]
         theirs["ratio_compute"], theirs["ratio_with_load"] = ratio, total

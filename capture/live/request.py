@@ -62,8 +62,9 @@ class Request:
     __slots__ = (
         "body_complete", "body_pending", "capture", "chunked_in", "chunked_out", "conn",
         "continue_sent", "done", "ex", "expect_continue", "head", "host", "keep_alive",
-        "method", "out", "raw_headers", "received", "rejected", "request_sent", "response_started",
-        "retried", "retry_keep", "sent_at", "up", "url", "version",
+        "kept_bytes", "method", "out", "pending_bytes", "raw_headers", "received", "rejected",
+        "request_sent", "response_started", "retried", "retry_keep", "sent_at", "up", "url",
+        "version",
     )  # fmt: skip
 
     def __init__(self, conn: Client, received: float) -> None:
@@ -84,6 +85,7 @@ class Request:
         self.expect_continue = False
         self.continue_sent = False
         self.body_pending: list[bytes] = []
+        self.pending_bytes = 0
         self.body_complete = False
         self.request_sent = False
         self.up: UpstreamConnection | None = None
@@ -92,6 +94,7 @@ class Request:
         self.done = False
         self.retried = False
         self.retry_keep: list[bytes] | None = None
+        self.kept_bytes = 0
         self.out: list[bytes] = []
 
     # -- the client's side
@@ -169,15 +172,19 @@ class Request:
         self.conn.ctx.metrics.request_bytes.inc(len(chunk))
         if self.ex is not None:
             self.ex.request_body.add(chunk)
-        data = b"%x\r\n%s\r\n" % (len(chunk), chunk) if self.chunked_in else chunk
+        self._pass(b"%x\r\n%s\r\n" % (len(chunk), chunk) if self.chunked_in else chunk)
+
+    def _pass(self, data: bytes) -> None:
+        """Request bytes for the upstream: sent now, or held until a connection is ready."""
         if self.retry_keep is not None:
             self._keep(data)
         if self.up is not None:
             self.up.write(data)
-        else:
-            self.body_pending.append(data)
-            if sum(map(len, self.body_pending)) > _BUFFER_PAUSE:
-                self.conn.pause_for_upload(True)
+            return
+        self.body_pending.append(data)
+        self.pending_bytes += len(data)
+        if self.pending_bytes > _BUFFER_PAUSE:
+            self.conn.pause_for_upload(True)
 
     def body_end(self) -> None:
         if self.body_complete:
@@ -186,12 +193,7 @@ class Request:
         if self.done or self.rejected is not None:
             return
         if self.chunked_in:
-            if self.retry_keep is not None:
-                self._keep(_TERMINATOR)
-            if self.up is not None:
-                self.up.write(_TERMINATOR)
-            else:
-                self.body_pending.append(_TERMINATOR)
+            self._pass(_TERMINATOR)
         if self.up is not None:
             self.request_sent = True
 
@@ -250,9 +252,9 @@ class Request:
     def _send_on(self, conn: UpstreamConnection) -> None:
         self.up = conn
         head_only = self.method == b"HEAD"
-        pending, self.body_pending = self.body_pending, []
+        pending, self.body_pending, self.pending_bytes = self.body_pending, [], 0
         if conn.reused and not self.retried:
-            self.retry_keep = []
+            self.retry_keep, self.kept_bytes = [], 0
             for data in pending:
                 self._keep(data)
         self.sent_at = time.perf_counter()
@@ -268,7 +270,8 @@ class Request:
         keep = self.retry_keep
         assert keep is not None
         keep.append(data)
-        if sum(map(len, keep)) > _RETRY_KEEP:
+        self.kept_bytes += len(data)
+        if self.kept_bytes > _RETRY_KEEP:
             self.retry_keep = None  # too much to resend: a failure is final
 
     def client_writable(self, writable: bool) -> None:
@@ -367,6 +370,7 @@ class Request:
             # A pooled connection the upstream had closed: send once more on a fresh one.
             self.retried = True
             self.body_pending, self.retry_keep = self.retry_keep, None
+            self.pending_bytes = self.kept_bytes
             self.request_sent = False
             self.sent_at = 0.0
             self.flush_upstream()
