@@ -3,7 +3,7 @@
 Latency is measured from the *scheduled* send time (no coordinated omission), as wrk2 and
 vegeta do. Prints one JSON object: count, errors, p50/p90/p99/max in ms, and the achieved rate.
 
-    python bench/_openloop.py URL RATE SECONDS [--body FILE]
+    python bench/_openloop.py URL RATE SECONDS [--body FILE] [--save LATENCIES.npy]
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import aiohttp
 import numpy as np
 
 
-async def run(url: str, rate: float, seconds: float, body: bytes) -> dict[str, float]:
+async def run(
+    url: str, rate: float, seconds: float, body: bytes, save: str = ""
+) -> dict[str, float]:
     n = int(rate * seconds)
     latencies = np.full(n, np.nan)
     errors = 0
@@ -50,6 +52,8 @@ async def run(url: str, rate: float, seconds: float, body: bytes) -> dict[str, f
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
     done = latencies[~np.isnan(latencies)]
+    if save:
+        np.save(save, done)  # every latency, for pooling cells across rounds
     return {
         "rate": rate,
         "count": int(done.size),
@@ -68,11 +72,12 @@ def main() -> None:
     parser.add_argument("rate", type=float)
     parser.add_argument("seconds", type=float)
     parser.add_argument("--body", default="")
+    parser.add_argument("--save", default="", help="write every latency (ms) to this .npy file")
     args = parser.parse_args()
     body = open(args.body, "rb").read() if args.body else b"{}"  # noqa: SIM115
     import uvloop
 
-    print(json.dumps(uvloop.run(run(args.url, args.rate, args.seconds, body))))
+    print(json.dumps(uvloop.run(run(args.url, args.rate, args.seconds, body, args.save))))
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 CHAT_RESPONSE = json.dumps(
@@ -180,9 +182,11 @@ def start_listening(cmd: list[str], pattern: str) -> tuple[subprocess.Popen[str]
     return proc, match.group(1)
 
 
-def openloop(url: str, rate: float, seconds: float, body_file: Path) -> dict[str, Any]:
+def openloop(
+    url: str, rate: float, seconds: float, body_file: Path, save: Path | None = None
+) -> dict[str, Any]:
     cmd = pin(1, [sys.executable, str(HERE / "_openloop.py"), url, str(rate), str(seconds),
-                  "--body", str(body_file)])  # fmt: skip
+                  "--body", str(body_file), *(["--save", str(save)] if save else [])])  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return dict(json.loads(out))
 
@@ -314,15 +318,22 @@ def main() -> None:
     parser.add_argument("--sink", choices=["kafka", "file"], default="kafka")
     parser.add_argument("--rates", default="200,1000")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="open-loop rounds per rate; the targets take turns within each, and every "
+        "latency is pooled (one cell's p99 swings by about 0.5 ms between runs here)",
+    )
+    parser.add_argument(
         "--drop-rates", default="1000,2000,3000,4000", help="open-loop rates for the drop check"
     )
     parser.add_argument("--profile", action="store_true")
     parser.add_argument(
         "--worker-core",
-        choices=["any", "1"],
-        default="any",
-        help="where the sidecar's record worker runs: either core, or core 1 only (not the "
-        "serving loop's)",
+        choices=["auto", "any", "1"],
+        default="auto",
+        help="where the sidecar's record worker runs: auto (the sidecar's own choice: off the "
+        "serving loop's pinned core), any (re-pinned to either core), 1 (re-pinned to core 1)",
     )
     parser.add_argument("--skip-clients", action="store_true", help="skip the client comparison")
     args = parser.parse_args()
@@ -385,44 +396,68 @@ def main() -> None:
         path = "/v1/chat/completions"
         for url in targets.values():
             wait_http(url + path)
-        # The sidecar builds records in a worker process: it may use the second core (the
-        # sidecar's serving process itself stays pinned to core 0, like nginx), or with
-        # --worker-core 1 only the second, so it never takes the serving loop's core.
-        worker_cores = "0,1" if args.worker_core == "any" else args.worker_core
-        for child in descendants(sidecar.pid):
-            subprocess.run(["taskset", "-a", "-p", "-c", worker_cores, str(child)],
-                           capture_output=True, check=False)  # fmt: skip
+        # The sidecar builds and delivers records in a worker process. By itself (auto) it runs
+        # off the serving process's pinned core (core 0, like nginx), so on core 1, at the idle
+        # scheduling class; --worker-core any / 1 re-pin it to test other placements.
+        if args.worker_core != "auto":
+            worker_cores = "0,1" if args.worker_core == "any" else args.worker_core
+            for child in descendants(sidecar.pid):
+                subprocess.run(["taskset", "-a", "-p", "-c", worker_cores, str(child)],
+                               capture_output=True, check=False)  # fmt: skip
 
-        print(f"\nopen loop, {args.seconds:.0f} s per cell, latency from the scheduled send (ms)")
-        openloop_rows = []
+        print(
+            f"\nopen loop, {args.rounds} rounds of {args.seconds:.0f} s per cell, targets "
+            "interleaved; latency from the scheduled send (ms), pooled over the rounds"
+        )
+        openloop_rows: list[dict[str, Any]] = []
         for rate in (float(r) for r in args.rates.split(",")):
-            direct = openloop(upstream + path, rate, args.seconds, body_file)
-            for name, url in targets.items():
-                own_before = histogram_buckets(url) if name.startswith("shadow sidecar") else None
-                row = (
-                    direct
-                    if name == "direct"
-                    else openloop(url + path, rate, args.seconds, body_file)
-                )
-                row = {**row, "target": name}
-                if own_before is not None:
-                    row["sidecar_own"] = histogram_quantiles(histogram_buckets(url), own_before)
+            pooled: dict[str, list[Any]] = {name: [] for name in targets}
+            own_counts: dict[str, list[tuple[float, float]]] = {}
+            per_round: dict[str, list[float]] = {name: [] for name in targets}
+            for r in range(args.rounds):
+                order = list(targets)[r % len(targets) :] + list(targets)[: r % len(targets)]
+                cells = {}
+                for name in order:
+                    url = targets[name]
+                    teeing = name.startswith("shadow sidecar")
+                    buckets_before = histogram_buckets(url) if teeing else None
+                    save = work / f"lat-{rate:.0f}-{r}-{len(openloop_rows)}-{hash(name)}.npy"
+                    cells[name] = openloop(url + path, rate, args.seconds, body_file, save)
+                    pooled[name].append(np.load(save))
+                    if buckets_before is not None:
+                        after = histogram_buckets(url)
+                        gained = [(le, n - was) for (le, n), (_, was) in
+                                  zip(after, buckets_before, strict=True)]  # fmt: skip
+                        so_far = own_counts.get(name, [(le, 0.0) for le, _ in gained])
+                        own_counts[name] = [(le, n + m) for (le, n), (_, m) in
+                                            zip(gained, so_far, strict=True)]  # fmt: skip
+                for name in targets:
+                    per_round[name].append(cells[name]["p99_ms"] - cells["direct"]["p99_ms"])
+            direct_all = np.concatenate(pooled["direct"])
+            for name in targets:
+                lat = np.concatenate(pooled[name])
+                row: dict[str, Any] = {
+                    "target": name, "rate": rate, "rounds": args.rounds, "count": int(lat.size),
+                    "p50_ms": float(np.percentile(lat, 50)),
+                    "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(lat.max()),
+                }  # fmt: skip
+                line = f"  {rate:>6.0f}/s  {name:<34} p50 {row['p50_ms']:6.2f}  "
+                line += f"p99 {row['p99_ms']:6.2f}  max {row['max_ms']:7.2f}"
                 if name != "direct":
-                    row["added_p50_ms"] = row["p50_ms"] - direct["p50_ms"]
-                    row["added_p99_ms"] = row["p99_ms"] - direct["p99_ms"]
-                openloop_rows.append(row)
-                added = (
-                    f"added p50 {row['added_p50_ms']:+.2f}  p99 {row['added_p99_ms']:+.2f}"
-                    if name != "direct" else ""
-                )  # fmt: skip
-                cells = f"p50 {row['p50_ms']:6.2f}  p99 {row['p99_ms']:6.2f}  "
-                cells += f"max {row['max_ms']:7.2f}  errors {row['errors']}"
-                print(f"  {rate:>6.0f}/s  {name:<34} {cells}  {added}")
-                if own_before is not None:
-                    own = row["sidecar_own"]
+                    row["added_p50_ms"] = row["p50_ms"] - float(np.percentile(direct_all, 50))
+                    row["added_p99_ms"] = row["p99_ms"] - float(np.percentile(direct_all, 99))
+                    row["added_p99_ms_per_round"] = per_round[name]
+                    spread = ", ".join(f"{x:+.2f}" for x in per_round[name])
+                    line += f"  added p50 {row['added_p50_ms']:+.2f}  p99 "
+                    line += f"{row['added_p99_ms']:+.2f} (rounds: {spread})"
+                print(line)
+                if name in own_counts:
+                    own = histogram_quantiles(own_counts[name])
+                    row["sidecar_own"] = own
                     print(f"  {'':>8}  {'  its own histogram':<28} added p50 <= "
                           f"{own['p50_le_ms']:.2f}  p99 <= {own['p99_le_ms']:.2f} "
                           f"(bucket bounds, {own['count']:.0f} requests)")  # fmt: skip
+                openloop_rows.append(row)
         results["open_loop"] = openloop_rows
 
         own = histogram_quantiles(histogram_buckets(sidecar_url))

@@ -6,7 +6,12 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["CaptureMetrics"]
+__all__ = ["DROP_REASONS", "CaptureMetrics"]
+
+DROP_REASONS = ("queue_full", "spool_full", "build_error", "worker_died", "closed")
+"""Every ``records_dropped`` reason (docs/architecture.md, "Sidecar overhead")."""
+_TEE_COUNTERS = ("records_sent", "records_redelivered", "records_unchecked", "records_spooled",
+                 "sink_errors")  # fmt: skip
 
 _ADDED_LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
@@ -96,6 +101,26 @@ class CaptureMetrics:
         self.queue_depth.set_function(queue_depth)
         self.spool_bytes.set_function(spool_bytes)
         self.records_unconfirmed.set_function(unconfirmed)
+
+    def tee_counts(self) -> dict[str, float]:
+        """The counters the tee keeps, by attribute (``dropped:<reason>`` for drops)."""
+        counts = {name: self.value(f"shadow_capture_{name}_total") for name in _TEE_COUNTERS}
+        for reason in DROP_REASONS:
+            counts[f"dropped:{reason}"] = self.value(
+                "shadow_capture_records_dropped_total", reason=reason
+            )
+        return counts
+
+    def add_tee_counts(self, delta: dict[str, float]) -> None:
+        """Add counts another process's tee made (:meth:`tee_counts` differences) to these."""
+        for key, n in delta.items():
+            if n <= 0:
+                continue
+            if key.startswith("dropped:"):
+                self.records_dropped.labels(key.removeprefix("dropped:")).inc(n)
+            else:
+                counter: Counter = getattr(self, key)
+                counter.inc(n)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -1,7 +1,10 @@
 """The capture sidecar: the live path's settings, the tee, and the admin endpoints.
 
-:class:`Sidecar` owns the metrics, sampler, tee, spool and the upstream's connection pool;
-:class:`capture.live.serve.LiveServer` serves it (``shadow capture`` does).
+:class:`Sidecar` owns the metrics, sampler, tee and the upstream's connection pool;
+:class:`capture.live.serve.LiveServer` serves it (``shadow capture`` does). With a sink that
+can move (``process_safe``: Kafka, a file) the tee runs in the record worker process
+(:class:`capture.worker.ProcessTee`): the serving loop only hands exchanges over. With any
+other sink, or ``tee_on_loop=True``, the tee runs on the serving loop.
 ``<admin_prefix>/metrics`` (Prometheus text) and ``<admin_prefix>/health`` (JSON) are
 answered by the sidecar itself; every other path goes to the upstream. The prefix
 (``/shadow`` by default) is configurable so it never hides an upstream route. They are
@@ -28,7 +31,7 @@ from capture.sinks import TraceSink
 from capture.slices import SliceExtractor
 from capture.spool import Spool
 from capture.tee import DrainReport, Tee
-from capture.worker import BuildWorker
+from capture.worker import ProcessTee
 from shadow.config import CaptureConfig, Config, RedactionConfig, SliceRule
 
 __all__ = ["Sidecar"]
@@ -48,6 +51,7 @@ class Sidecar:
         redaction: RedactionConfig | None = None,
         slices: Sequence[SliceRule] = (),
         kafka_key: str = "trace_id",
+        tee_on_loop: bool = False,
     ) -> None:
         if not capture.upstream:
             raise ValueError("capture.upstream is not set; it must be the URL of the live upstream")
@@ -67,15 +71,29 @@ class Sidecar:
             sidecar=socket.gethostname(),
             key_header=kafka_key.removeprefix("header:") if kafka_key != "trace_id" else "",
         )
-        self.spool = Spool(Path(capture.spool_dir), max_bytes=capture.spool_max_bytes)
-        self.tee = Tee(
-            builder=builder,
-            sink=sink,
-            spool=self.spool,
-            metrics=self.metrics,
-            queue_size=capture.queue_size,
-            worker=BuildWorker(builder, self.metrics),
-        )
+        spool = Spool(Path(capture.spool_dir), max_bytes=capture.spool_max_bytes)
+        self.tee: Tee | ProcessTee
+        if getattr(sink, "process_safe", False) and not tee_on_loop:
+            spool.close()  # it opened: the worker process takes it over
+            self.tee = ProcessTee(
+                builder=builder,
+                sink=sink,
+                spool_dir=capture.spool_dir,
+                spool_max_bytes=capture.spool_max_bytes,
+                metrics=self.metrics,
+                queue_size=capture.queue_size,
+                orphan_grace_s=capture.shutdown_grace_s,
+                priority=capture.worker_priority,
+                cpus=capture.worker_cpus,
+            )
+        else:
+            self.tee = Tee(
+                builder=builder,
+                sink=sink,
+                spool=spool,
+                metrics=self.metrics,
+                queue_size=capture.queue_size,
+            )
         prefix = capture.admin_prefix.rstrip("/").encode("latin-1")
         self._metrics_path = prefix + b"/metrics"
         self._health_path = prefix + b"/health"
@@ -95,9 +113,10 @@ class Sidecar:
     async def start(self) -> None:
         """Start the tee (call on the serving loop)."""
         if not self._started:
-            if self.tee.worker is not None:
-                await self.tee.worker.start()
-            self.tee.start()
+            if isinstance(self.tee, ProcessTee):
+                await self.tee.start()
+            else:
+                self.tee.start()
             self._started = True
 
     async def aclose(self) -> DrainReport:
@@ -132,10 +151,10 @@ class Sidecar:
             {
                 "status": "ok",
                 "upstream": self.upstream.display,  # no userinfo
-                "sink": self.tee.sink.name,
+                "sink": self.tee.sink_name,
                 "delivery": "spooling" if self.tee.spooling else "direct",
                 "queue_depth": self.tee.queue_depth,
-                "spool_bytes": self.spool.bytes_on_disk,
+                "spool_bytes": self.tee.spool_bytes,
                 "records_sent": self.tee.sent,
                 "records_unconfirmed": self.tee.unconfirmed,
             }

@@ -8,6 +8,11 @@ Kafka); it is re-exported here beside the file sink.
 A sink whose acknowledgement does not prove the record is held (Kafka) is also a
 :class:`ConfirmingSink`: the tee asks it from time to time which sent records the broker
 still holds, and spools again the ones it lost. A file sink's write is held once it returns.
+
+A sink class with ``process_safe = True`` (both of these) pickles while unopened, so the
+sidecar opens it in its record worker process (:mod:`capture.worker`) and the serving loop
+never runs the sink's client. Any other sink (a test's fake, an embedder's own) runs the
+tee on the serving loop.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Protocol, runtime_checkable
+from typing import IO, ClassVar, Protocol, runtime_checkable
 
 from shadow.closing import AsyncClosing
 from shadow.errors import SinkError
@@ -59,6 +64,9 @@ class ConfirmingSink(TraceSink, Protocol):
 
 class FileSink(AsyncClosing):
     """Appends records to a JSONL file (one value per line; keys are not stored)."""
+
+    process_safe: ClassVar[bool] = True
+    """Unopened, it pickles: the sidecar opens it in its record worker process."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

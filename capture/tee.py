@@ -8,9 +8,9 @@
                                             disk spool ──drainer──▶ sink (oldest first)
 
 - :meth:`Tee.submit` never blocks and never raises: a full queue drops and counts.
-- With a :class:`~capture.worker.BuildWorker` (the sidecar) records are built in a worker
-  process, the next batch while the previous one is delivered, in order; without one (the
-  middleware, tests) on this loop, large bodies in a thread.
+- Records are built on the tee's own loop (large bodies in a thread). The sidecar runs the
+  whole tee in its record worker process (:class:`~capture.worker.ProcessTee`), so its
+  serving loop only hands exchanges over; ``CaptureMiddleware`` runs it on the app's loop.
 - The worker sends batches straight to the sink while it is healthy. When a delivery fails,
   that batch and every later one go to the spool, so order is kept; the drainer retries the
   spool with backoff and, once it is empty, the worker goes back to direct delivery.
@@ -38,10 +38,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from capture.exchange import Exchange, RecordBuilder
-from capture.metrics import CaptureMetrics
+from capture.metrics import DROP_REASONS, CaptureMetrics
 from capture.sinks import ConfirmingSink, SinkError, TraceSink
 from capture.spool import Segment, Spool
-from capture.worker import IN_FLIGHT, BuildWorker
 from shadow.trace.record import encode
 
 __all__ = ["DrainReport", "Tee"]
@@ -105,11 +104,11 @@ class Tee:
         retry_min_s: float = 0.2,
         retry_max_s: float = 5.0,
         confirm_interval_s: float = 1.0,
-        worker: BuildWorker | None = None,
+        linger_s: float = 0.0,
     ) -> None:
         self.builder = builder
-        self.worker = worker
-        """Builds records in a child process when set; else on the loop (large ones in a thread)."""
+        self.linger_s = linger_s
+        """How long a batch waits for more exchanges before it is built and delivered."""
         self.sink = sink
         self.spool = spool
         self.metrics = metrics
@@ -127,6 +126,7 @@ class Tee:
         self._spool_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self._in_progress = 0
         self.sent = 0
         metrics.watch(
             self._queue.qsize, lambda: float(self.spool.bytes_on_disk), lambda: self.unconfirmed
@@ -144,9 +144,24 @@ class Tee:
         return held_by_sink + self._again_pending
 
     @property
+    def sink_name(self) -> str:
+        """Where records go (the sink's name: no credentials)."""
+        return self.sink.name
+
+    @property
+    def spool_bytes(self) -> int:
+        """Bytes the disk spool holds."""
+        return int(self.spool.bytes_on_disk)
+
+    @property
     def queue_depth(self) -> int:
         """Exchanges waiting for the worker."""
         return self._queue.qsize()
+
+    @property
+    def pending(self) -> int:
+        """Exchanges taken and not yet sent, spooled or dropped (queued or being built)."""
+        return self._queue.qsize() + self._in_progress
 
     def start(self) -> None:
         """Start the worker and drainer tasks on the running loop."""
@@ -216,41 +231,20 @@ class Tee:
             return []
 
     async def _worker(self) -> None:
-        if self.worker is not None:
-            await self._pipelined(self.worker)
         while True:
             first = await self._queue.get()
+            if self.linger_s and self._queue.qsize() + 1 < self.batch_max:
+                await asyncio.sleep(self.linger_s)  # gathering a batch: one produce request
             batch = self._take_batch(first)
-            encoded = await self._encode_yielding(batch)
-            if encoded:
-                await self._deliver(encoded)
-            for _ in batch:
-                self._queue.task_done()
-
-    async def _pipelined(self, worker: BuildWorker) -> None:
-        """Batches go to the worker process while the previous one is delivered, in order."""
-        built: asyncio.Queue[tuple[asyncio.Task[list[tuple[bytes, bytes]]], int]]
-        built = asyncio.Queue(IN_FLIGHT)
-
-        async def deliver() -> None:
-            while True:
-                task, n = await built.get()
-                encoded = await task
+            self._in_progress = len(batch)
+            try:
+                encoded = await self._encode_yielding(batch)
                 if encoded:
                     await self._deliver(encoded)
-                for _ in range(n):
-                    self._queue.task_done()
-
-        deliverer = asyncio.create_task(deliver(), name="shadow-tee-deliverer")
-        try:
-            while True:
-                first = await self._queue.get()
-                batch = self._take_batch(first)
-                await built.put((asyncio.create_task(worker.encode(batch)), len(batch)))
-        finally:
-            deliverer.cancel()
-            while not built.empty():
-                built.get_nowait()[0].cancel()
+            finally:
+                self._in_progress = 0
+            for _ in batch:
+                self._queue.task_done()
 
     async def _deliver(self, encoded: list[tuple[bytes, bytes]]) -> None:
         if not self._spooling:
@@ -402,8 +396,6 @@ class Tee:
         if leftover:
             await self._to_spool(leftover)
         await self.sink.aclose()
-        if self.worker is not None:
-            await self.worker.aclose()
         await asyncio.to_thread(self.spool.close)
         return self._report()
 
@@ -431,7 +423,7 @@ class Tee:
     def _report(self) -> DrainReport:
         dropped = sum(
             self.metrics.value("shadow_capture_records_dropped_total", reason=reason)
-            for reason in ("queue_full", "spool_full", "build_error", "worker_died", "closed")
+            for reason in DROP_REASONS
         )
         return DrainReport(
             sent=self.sent,

@@ -1,61 +1,98 @@
-"""Building records in a child process, so the live path's event loop only copies bytes.
+"""The sidecar's tee in a worker process, so the serving loop only hands exchanges over.
 
-The tee hands batches of raw :class:`~capture.exchange.Exchange` objects (flattened to plain
-tuples) to one worker process over a Unix socket pair. There the
-:class:`~capture.exchange.RecordBuilder` decodes, reassembles, parses usage, redacts,
-extracts slices and encodes; only ``(key, value)`` bytes come back. The parent's side is
-non-blocking I/O on the serving loop itself: no helper threads contend for the GIL, and the
-loop's share is one ``pickle.dumps`` and one write per batch. The child is started from a
-``forkserver`` (nothing of the serving process's threads is forked; a restart is cheap).
+The serving loop's whole share of the tee is a bounded queue and a hand-off: exchanges,
+flattened to plain tuples, go in batches over a Unix socket pair to one worker process
+(started from a ``forkserver``: nothing of the serving process's threads is forked). The
+worker runs the whole :class:`~capture.tee.Tee` on its own event loop: the
+:class:`~capture.exchange.RecordBuilder` (decoding, SSE reassembly, usage, redaction,
+slices, encoding), the sink with its Kafka producer, the disk spool and its drainer, and the
+confirmer. Nothing comes back but small state reports (the tee's counters, its queue depth,
+spool bytes, unconfirmed records, whether it spools); the parent adds the counters to its
+own metrics, so ``/shadow/metrics`` and ``/shadow/health`` read as if the tee ran there.
 
-At most :data:`IN_FLIGHT` batches are outstanding (the tee awaits them in order), so the pipe
-is bounded by the tee's queue. When the worker dies the batches it held are dropped and
-counted (``records_dropped{reason="worker_died"}``) and the next batch starts a new worker; a
-record that does not build is dropped as ``build_error``. Neither ever reaches a live request.
+- The hand-off never blocks a request, and the worker never wakes the serving loop but to
+  report. The parent's queue is bounded (when full, the exchange is dropped and counted
+  ``queue_full``); a batch waits up to :data:`LINGER_S` for company, so the loop writes once
+  per batch rather than once per request; a batch that would take the socket's unsent bytes
+  past :data:`HANDOFF_BYTES` (the worker is not keeping up) is dropped and counted
+  ``queue_full`` too. Nothing waits for an answer.
+- The worker puts each batch in its tee's queue (a full one drops and counts there) and
+  reports its state every :data:`REPORT_S` while anything changes (and at its start and
+  end).
+- When the worker dies, every exchange handed to it that its last report did not count done
+  (sent, spooled or dropped) is counted ``records_dropped{reason="worker_died"}``: some of
+  those may have reached Kafka after that report, so this errs towards counting a record
+  lost, never towards counting one delivered. The
+  next batch starts a new worker (at most one start per :data:`RESTART_S`; exchanges queue
+  meanwhile), which drains the spool the dead one left.
+- The worker keeps out of the serving loop's way: by default it takes the idle scheduling
+  class (SCHED_IDLE: any other task that wants the CPU runs first) and, when the serving
+  process is pinned to some CPUs, runs on the others (``capture.worker_priority``,
+  ``capture.worker_cpus``). It gets what is left; when that is not enough its queue fills
+  and records are shed and counted, never requests slowed.
+- When the serving process dies, the worker reads end of input and closes its tee as at a
+  stop: what it cannot deliver within the grace period stays in the spool. It ignores
+  SIGINT and SIGTERM: the serving process decides when it stops.
+- Shutdown hands over what is queued, then asks the worker to close its tee within what is
+  left of the grace period; the worker's :class:`~capture.tee.DrainReport` comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
+import os
 import pickle
 import signal
 import socket
 import struct
-from collections.abc import Sequence
+import time
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 from capture.exchange import Exchange, RecordBuilder
-from capture.metrics import CaptureMetrics
-from shadow.trace.record import encode
+from capture.metrics import DROP_REASONS, CaptureMetrics
+from capture.sinks import TraceSink
+from capture.spool import Spool
+from capture.tee import DrainReport, Tee
+from shadow.errors import CaptureError
+from shadow.logs import configure_logging, logging_settings
 
-__all__ = ["IN_FLIGHT", "BuildWorker", "build_batch"]
+__all__ = ["HANDOFF_BYTES", "LINGER_S", "REPORT_S", "RESTART_S", "ProcessTee"]
 
 log = logging.getLogger("shadow.capture")
 
-IN_FLIGHT = 2
-"""Batches handed to the worker and not yet answered."""
+HANDOFF_BYTES = 16 * 1024 * 1024
+"""Bytes handed to the worker's socket and not yet read by it, at most."""
+LINGER_S = 0.005
+"""How long a batch waits for more exchanges before it is handed over."""
+SINK_LINGER_S = 0.02
+"""How long the worker's tee lets a batch gather before it builds and delivers it."""
+REPORT_S = 0.2
+"""How often the worker reports its state while it changes."""
+RESTART_S = 1.0
+"""The least time between two starts of the worker."""
 _LEN = struct.Struct(">I")
 _Flat = tuple[Any, ...]
-_Built = tuple[list[tuple[bytes, bytes]], int]
+_State = dict[str, Any]
 
 
-def build_batch(builder: RecordBuilder, batch: Sequence[Exchange]) -> _Built:
-    """Build and encode each exchange: the ``(key, value)`` pairs, and how many failed."""
-    out: list[tuple[bytes, bytes]] = []
-    failed = 0
-    for exchange in batch:
-        try:
-            record, key = builder.build(exchange)
-            out.append((key, encode(record)))
-        except Exception:  # a bug or a pathological body must not stop the tee
-            log.exception("could not build a record for trace %s", exchange.trace_id)
-            failed += 1
-    return out, failed
+def _frame(message: tuple[str, Any]) -> bytes:
+    payload = pickle.dumps(message, protocol=5)
+    return _LEN.pack(len(payload)) + payload
+
+
+async def _read(reader: asyncio.StreamReader) -> tuple[str, Any]:
+    head = await reader.readexactly(_LEN.size)
+    message: tuple[str, Any] = pickle.loads(  # noqa: S301 (our own process, over a socketpair)
+        await reader.readexactly(_LEN.unpack(head)[0])
+    )
+    return message
 
 
 def _flatten(ex: Exchange) -> _Flat:
@@ -83,68 +120,188 @@ def _restore(flat: _Flat) -> Exchange:
     return ex
 
 
-def _read_exactly(sock: socket.socket, n: int) -> bytes | None:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = sock.recv_into(view[got:])
-        if k == 0:
-            return None
-        got += k
-    return bytes(buf)
+@dataclass(frozen=True, kw_only=True)
+class _Settings:
+    """What the worker needs to run the tee (pickled to it)."""
+
+    builder: RecordBuilder
+    sink: TraceSink
+    spool_dir: str
+    spool_max_bytes: int
+    queue_size: int
+    batch_max: int
+    confirm_interval_s: float
+    orphan_grace_s: float
+    """How long the worker may deliver for when the serving process is gone."""
+    logging: tuple[str, bool] | None
+    priority: str = "idle"
+    """``idle`` (SCHED_IDLE) or ``normal``: ``capture.worker_priority``."""
+    cpus: str = "auto"
+    """``capture.worker_cpus``."""
+    serving_cpus: tuple[int, ...] = ()
+    """The CPUs the serving process may run on, when the worker started."""
 
 
-def _serve(sock: socket.socket, builder: RecordBuilder) -> None:
-    """The worker process: read a batch, build it, write the records back; EOF ends it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    with sock:
+# -- the worker process ---------------------------------------------------------------------
+
+
+def _state(tee: Tee, metrics: CaptureMetrics, received: int) -> _State:
+    return {
+        "counts": metrics.tee_counts(),
+        "settled": received - tee.pending,  # taken and sent, spooled or dropped
+        "spool_bytes": tee.spool_bytes,
+        "spool_pending": tee.spool.pending,
+        "unconfirmed": tee.unconfirmed,
+        "spooling": tee.spooling,
+    }
+
+
+def _place(settings: _Settings) -> None:
+    """Set the worker's CPUs and scheduling class (Linux; elsewhere it runs as it is)."""
+    cpus: set[int] | None = None
+    if settings.cpus == "auto":
+        everything = set(range(os.cpu_count() or 1))
+        others = everything - set(settings.serving_cpus)
+        if settings.serving_cpus and others and set(settings.serving_cpus) < everything:
+            cpus = others  # the serving process is pinned: keep off its CPUs
+    elif settings.cpus != "inherit":
+        cpus = {int(part) for part in settings.cpus.split(",")}
+    if cpus is not None and hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, cpus)
+        except OSError as exc:
+            log.warning("the record worker cannot run on CPUs %s: %s", sorted(cpus), exc)
+    if settings.priority == "idle" and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError as exc:
+            log.warning("the record worker cannot take the idle scheduling class: %s", exc)
+
+
+def _serve(sock: socket.socket, settings: _Settings) -> None:
+    """The worker process's entry point."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)  # the serving process decides when to stop
+    _place(settings)
+    if settings.logging is not None:
+        level, json = settings.logging
+        configure_logging(level, json=json)
+    try:
+        import uvloop
+
+        uvloop.run(_worker_main(sock, settings))
+    except ImportError:
+        asyncio.run(_worker_main(sock, settings))
+
+
+async def _report_changes(
+    tee: Tee, metrics: CaptureMetrics, writer: asyncio.StreamWriter, received: list[int]
+) -> None:
+    last: _State | None = None
+    while True:
+        state = _state(tee, metrics, received[0])
+        if state != last:
+            writer.write(_frame(("state", state)))
+            last = state
+        await asyncio.sleep(REPORT_S)  # a reporting period, not a synchronisation
+
+
+async def _worker_main(sock: socket.socket, settings: _Settings) -> None:
+    reader, writer = await asyncio.open_connection(sock=sock)
+    metrics = CaptureMetrics()
+    try:
+        spool = Spool(Path(settings.spool_dir), max_bytes=settings.spool_max_bytes)
+    except CaptureError as exc:
+        writer.write(_frame(("failed", str(exc))))
+        await writer.drain()
+        writer.close()
+        return
+    tee = Tee(
+        builder=settings.builder,
+        sink=settings.sink,
+        spool=spool,
+        metrics=metrics,
+        queue_size=settings.queue_size,
+        batch_max=settings.batch_max,
+        confirm_interval_s=settings.confirm_interval_s,
+        linger_s=SINK_LINGER_S,
+    )
+    tee.start()
+    received = [0]  # exchanges handed over (a cell the reporter reads)
+    reporter = asyncio.create_task(_report_changes(tee, metrics, writer, received))
+    grace_s = settings.orphan_grace_s
+    try:
         while True:
-            head = _read_exactly(sock, _LEN.size)
-            if head is None:
-                return
-            payload = _read_exactly(sock, _LEN.unpack(head)[0])
-            if payload is None:
-                return
-            flats = pickle.loads(payload)  # noqa: S301 (from the parent, over a socketpair)
-            batch = [_restore(flat) for flat in flats]
-            answer = pickle.dumps(build_batch(builder, batch), protocol=5)
-            sock.sendall(_LEN.pack(len(answer)) + answer)
+            try:
+                kind, body = await _read(reader)
+            except (asyncio.IncompleteReadError, OSError):
+                log.warning("the sidecar's serving process is gone; the record worker stops")
+                break
+            if kind == "close":
+                grace_s = float(body)
+                break
+            for flat in body:
+                tee.submit(_restore(flat))
+            received[0] += len(body)
+    finally:
+        reporter.cancel()
+        await asyncio.gather(reporter, return_exceptions=True)
+    report = await tee.aclose(grace_s)
+    with contextlib.suppress(OSError):
+        writer.write(_frame(("closed", (_state(tee, metrics, received[0]), report))))
+        await writer.drain()
+    writer.close()
 
 
-class _WorkerDied(Exception):
-    pass
+# -- the serving process's side ---------------------------------------------------------------
 
 
 class _Child:
-    """One running worker process and the parent's end of its socket."""
+    """One running worker and the serving process's end of its socket."""
 
     def __init__(
-        self, process: BaseProcess, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        process: BaseProcess,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        owner: ProcessTee,
     ) -> None:
         self.process = process
         self.reader = reader
         self.writer = writer
-        self.waiting: collections.deque[asyncio.Future[_Built]] = collections.deque()
+        self.owner = owner
+        self.written = 0
+        """Exchanges handed to this worker."""
         self.alive = True
+        loop = asyncio.get_running_loop()
+        self.ready: asyncio.Future[None] = loop.create_future()
+        self.report: asyncio.Future[DrainReport] = loop.create_future()
         self.listener = asyncio.create_task(self._listen(), name="shadow-record-worker")
 
     async def _listen(self) -> None:
         try:
             while True:
-                head = await self.reader.readexactly(_LEN.size)
-                answer = await self.reader.readexactly(_LEN.unpack(head)[0])
-                future = self.waiting.popleft()
-                if not future.done():
-                    future.set_result(pickle.loads(answer))  # noqa: S301 (our own child)
+                kind, body = await _read(self.reader)
+                if kind == "state":
+                    self.owner.take_state(body)
+                    if not self.ready.done():
+                        self.ready.set_result(None)
+                elif kind == "closed":
+                    state, report = body
+                    self.owner.take_state(state)
+                    self.report.set_result(report)
+                elif kind == "failed" and not self.ready.done():
+                    self.ready.set_exception(CaptureError(body))
         except (asyncio.IncompleteReadError, OSError, IndexError):
             pass
         finally:
             self.alive = False
-            while self.waiting:
-                future = self.waiting.popleft()
+            for future in (self.ready, self.report):
                 if not future.done():
-                    future.set_exception(_WorkerDied())
+                    future.set_exception(CaptureError("the record worker exited"))
+                    future.exception()  # retrieved: nobody may be waiting for it
+            if self.report.exception() is not None:
+                self.owner.lost_worker(self)
 
     async def close(self) -> None:
         self.alive = False
@@ -159,45 +316,85 @@ class _Child:
             await asyncio.to_thread(self.process.join, 10)
 
 
-class BuildWorker:
-    """One child process that turns batches of exchanges into encoded records."""
+class ProcessTee:
+    """The tee for the sidecar: a hand-off on the serving loop, the rest in a worker process.
 
-    def __init__(self, builder: RecordBuilder, metrics: CaptureMetrics) -> None:
-        self.builder = builder
+    It offers what the sidecar reads from a :class:`~capture.tee.Tee` (``submit``, ``sent``,
+    ``spooling``, ``unconfirmed``, ``queue_depth``, ``spool_bytes``, ``aclose``), the state
+    figures as of the worker's last report. ``sink`` must be unopened: it is pickled to the
+    worker and opened there.
+    """
+
+    def __init__(
+        self,
+        *,
+        builder: RecordBuilder,
+        sink: TraceSink,
+        spool_dir: str | Path,
+        spool_max_bytes: int,
+        metrics: CaptureMetrics,
+        queue_size: int = 10_000,
+        batch_max: int = 500,
+        confirm_interval_s: float = 1.0,
+        orphan_grace_s: float = 10.0,
+        priority: str = "idle",
+        cpus: str = "auto",
+    ) -> None:
         self.metrics = metrics
-        self.restarts = 0
+        self.sink_name = sink.name
+        self.batch_max = batch_max
+        self._settings = _Settings(
+            builder=builder,
+            sink=sink,
+            spool_dir=str(spool_dir),
+            spool_max_bytes=spool_max_bytes,
+            queue_size=queue_size,
+            batch_max=batch_max,
+            confirm_interval_s=confirm_interval_s,
+            orphan_grace_s=orphan_grace_s,
+            logging=None,
+            priority=priority,
+            cpus=cpus,
+        )
+        self._queue: asyncio.Queue[Exchange] = asyncio.Queue(queue_size)
         self._child: _Child | None = None
         self._starting: asyncio.Lock | None = None
+        self._last_start = -RESTART_S
+        self._state: _State = {}
+        self._seen: dict[str, float] = {}
+        self._hand_off_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.sent = 0
+        """Records the sink acknowledged, each once, as of the worker's last report."""
+        self.restarts = 0
+        metrics.watch(lambda: self.queue_depth, lambda: self.spool_bytes, lambda: self.unconfirmed)
 
-    async def _running(self) -> _Child:
-        if self._starting is None:
-            self._starting = asyncio.Lock()
-        async with self._starting:
-            child = self._child
-            if child is not None and child.alive:
-                return child
-            if child is not None:
-                self.restarts += 1
-                log.warning("the record worker died; starting a new one")
-                await child.close()
-            self._child = child = await self._spawn()
-            return child
+    # -- what the sidecar reads -----------------------------------------------------------------
 
-    async def _spawn(self) -> _Child:
-        ours, theirs = socket.socketpair()
-        context = multiprocessing.get_context("forkserver")
-        # the fork server imports the builder's modules once; each worker forked from it is
-        # ready at once (only takes effect before the fork server's first start)
-        context.set_forkserver_preload(["capture.worker"])
-        process = context.Process(
-            target=_serve, args=(theirs, self.builder), name="shadow-record-worker", daemon=True
-        )
-        try:
-            await asyncio.to_thread(process.start)  # the first start launches the fork server
-        finally:
-            theirs.close()
-        reader, writer = await asyncio.open_connection(sock=ours)
-        return _Child(process, reader, writer)
+    @property
+    def spooling(self) -> bool:
+        """Whether the worker's records go to the disk spool instead of straight to the sink."""
+        return bool(self._state.get("spooling", False))
+
+    @property
+    def unconfirmed(self) -> int:
+        """Sent records not yet known to be held."""
+        return int(self._state.get("unconfirmed", 0))
+
+    @property
+    def spool_bytes(self) -> int:
+        """Bytes the disk spool holds."""
+        return int(self._state.get("spool_bytes", 0))
+
+    @property
+    def queue_depth(self) -> int:
+        """Exchanges waiting here, and those handed over the worker has not reported done."""
+        return self._queue.qsize() + self._unsettled(self._child)
+
+    def _unsettled(self, child: _Child | None) -> int:
+        if child is None:
+            return 0
+        return max(0, child.written - int(self._state.get("settled", 0)))
 
     @property
     def alive(self) -> bool:
@@ -210,41 +407,179 @@ class BuildWorker:
         assert pid is not None
         return pid
 
+    # -- state reports --------------------------------------------------------------------------
+
+    def take_state(self, state: _State) -> None:
+        """A report from the worker: add its new counts to this process's metrics."""
+        counts: dict[str, float] = state["counts"]
+        delta = {key: n - self._seen.get(key, 0.0) for key, n in counts.items()}
+        self._seen = counts
+        self.metrics.add_tee_counts(delta)
+        self.sent += int(delta.get("records_sent", 0))
+        self._state = state
+
+    def lost_worker(self, child: _Child) -> None:
+        """The worker died: what it had not reported done is counted lost."""
+        lost = self._unsettled(child)
+        child.written = int(self._state.get("settled", 0))
+        if lost:
+            self.metrics.records_dropped.labels("worker_died").inc(lost)
+        if not self._closed:
+            log.warning("the record worker died holding %d records", lost)
+
+    # -- the worker's life ----------------------------------------------------------------------
+
+    async def _running(self) -> _Child:
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            child = self._child
+            if child is not None and child.alive:
+                return child
+            if child is not None:
+                self.restarts += 1
+                self._child = None
+                await child.close()
+            wait = self._last_start + RESTART_S - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)  # a restart backoff; exchanges queue meanwhile
+            self._last_start = time.monotonic()
+            child = await self._spawn()
+            try:
+                await asyncio.wait_for(asyncio.shield(child.ready), 30)
+            except BaseException:
+                await child.close()
+                raise
+            self._child = child
+            return child
+
+    async def _spawn(self) -> _Child:
+        ours, theirs = socket.socketpair()
+        context = multiprocessing.get_context("forkserver")
+        # the fork server imports the tee's modules once; each worker forked from it is ready
+        # at once (only takes effect before the fork server's first start)
+        context.set_forkserver_preload(["capture.worker"])
+        serving = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else ()
+        settings = dataclasses.replace(
+            self._settings, logging=logging_settings(), serving_cpus=serving
+        )
+        process = context.Process(
+            target=_serve, args=(theirs, settings), name="shadow-record-worker", daemon=True
+        )
+        try:
+            await asyncio.to_thread(process.start)  # the first start launches the fork server
+        finally:
+            theirs.close()
+        self._seen, self._state = {}, {}  # a new worker counts from zero
+        reader, writer = await asyncio.open_connection(sock=ours)
+        return _Child(process, reader, writer, self)
+
     async def start(self) -> None:
-        """Start the worker now rather than at the first batch (a failure is retried then)."""
+        """Start the worker and the hand-off (a failed start is retried at the next batch)."""
         try:
             await self._running()
-            await self.encode([])  # a round trip: the worker has loaded what it builds with
         except Exception as exc:
-            log.warning("the record worker did not start (retried at the first batch): %s", exc)
+            log.warning("the record worker did not start (retried at the next batch): %s", exc)
+        if self._hand_off_task is None:
+            self._hand_off_task = asyncio.create_task(self._hand_off(), name="shadow-tee-hand-off")
 
-    async def encode(self, batch: Sequence[Exchange]) -> list[tuple[bytes, bytes]]:
-        """The batch's encoded records; what fails is dropped and counted, never raised."""
+    # -- the hand-off ---------------------------------------------------------------------------
+
+    def submit(self, exchange: Exchange) -> None:
+        """Hand an exchange to the tee; never blocks, never raises (drops and counts instead)."""
+        if self._closed:
+            self.metrics.records_dropped.labels("closed").inc()
+            return
         try:
-            payload = pickle.dumps([_flatten(ex) for ex in batch], protocol=5)
+            self._queue.put_nowait(exchange)
+        except asyncio.QueueFull:
+            self.metrics.records_dropped.labels("queue_full").inc()
+
+    def _take(self, first: Exchange | None = None) -> list[Exchange]:
+        batch = [] if first is None else [first]
+        while len(batch) < self.batch_max:
+            try:
+                batch.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return batch
+
+    async def _hand_off(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if self._queue.qsize() + 1 < self.batch_max and not self._closed:
+                await asyncio.sleep(LINGER_S)  # gathering a batch: one write, not one per request
+            batch = self._take(first)
+            await self._send(batch)
+            for _ in batch:
+                self._queue.task_done()
+
+    async def _send(self, batch: list[Exchange]) -> None:
+        try:
+            payload = _frame(("batch", [_flatten(ex) for ex in batch]))
         except Exception:  # e.g. an exchange that does not pickle
             log.exception("could not hand %d exchanges to the record worker", len(batch))
             self.metrics.records_dropped.labels("build_error").inc(len(batch))
-            return []
-        future: asyncio.Future[_Built] = asyncio.get_running_loop().create_future()
+            return
         try:
             child = await self._running()
-            child.waiting.append(future)
-            child.writer.write(_LEN.pack(len(payload)) + payload)
-            await child.writer.drain()
-            out, failed = await future
-        except (_WorkerDied, OSError) as exc:
-            if not future.done():
-                future.cancel()  # the listener skips it
-            log.warning("record worker lost %d records: %r", len(batch), exc)
+        except Exception as exc:
+            log.warning("record worker unavailable, %d records dropped: %s", len(batch), exc)
             self.metrics.records_dropped.labels("worker_died").inc(len(batch))
-            return []
-        if failed:
-            self.metrics.records_dropped.labels("build_error").inc(failed)
-        return out
+            return
+        if child.writer.transport.get_write_buffer_size() + len(payload) > HANDOFF_BYTES:
+            self.metrics.records_dropped.labels("queue_full").inc(len(batch))
+            return  # the worker is behind: shed records, never hold requests
+        child.written += len(batch)
+        child.writer.write(payload)  # buffered, never awaited; a dead worker's listener counts it
 
-    async def aclose(self) -> None:
-        """Stop the worker (it exits at the end of its input); safe to call twice."""
+    # -- shutdown -------------------------------------------------------------------------------
+
+    async def aclose(self, grace_s: float = 10.0) -> DrainReport:
+        """Hand over what is queued, then have the worker close its tee within ``grace_s``.
+
+        What the worker cannot deliver in time stays in the spool on disk for the next start.
+        Safe to call twice.
+        """
+        if self._closed and self._hand_off_task is None:
+            return self._report(None)
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        if self._hand_off_task is not None:
+            try:
+                await asyncio.wait_for(self._queue.join(), grace_s)
+            except TimeoutError:
+                log.warning("shutdown grace of %.1f s ran out with records queued", grace_s)
+            self._hand_off_task.cancel()
+            await asyncio.gather(self._hand_off_task, return_exceptions=True)
+            self._hand_off_task = None
+        leftover = len(self._take())
+        if leftover:
+            self.metrics.records_dropped.labels("closed").inc(leftover)
+        report: DrainReport | None = None
         child, self._child = self._child, None
+        if child is not None and child.alive:
+            left = max(0.0, deadline - loop.time())
+            child.writer.write(_frame(("close", left)))
+            try:
+                report = await asyncio.wait_for(asyncio.shield(child.report), left + 15)
+            except (TimeoutError, CaptureError) as exc:
+                log.warning("the record worker did not report its shutdown: %r", exc)
         if child is not None:
             await child.close()
+        return self._report(report)
+
+    def _report(self, report: DrainReport | None) -> DrainReport:
+        dropped = sum(
+            self.metrics.value("shadow_capture_records_dropped_total", reason=reason)
+            for reason in DROP_REASONS
+        )
+        return DrainReport(
+            sent=self.sent,
+            spooled_pending=(
+                report.spooled_pending if report else int(self._state.get("spool_pending", 0))
+            ),
+            dropped=int(dropped),
+            unconfirmed=report.unconfirmed if report else self.unconfirmed,
+        )

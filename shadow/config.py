@@ -90,9 +90,24 @@ class CaptureConfig:
     request_features: bool = True
     """Add the request features (turns, prompt_size, tools, tool_calls, stream, format) to
     every record's slices (shadow/wire/features.py); the [[slices]] rules win on a name."""
+    worker_priority: Literal["idle", "normal"] = "idle"
+    """The record worker's CPU scheduling: ``idle`` (Linux SCHED_IDLE: it takes only CPU time
+    nothing else wants, so it never delays requests or the app beside it; when it cannot keep
+    up, records are shed and counted) or ``normal``."""
+    worker_cpus: str = "auto"
+    """Where the record worker runs: ``auto`` (when the serving process is pinned to some of
+    the CPUs, on the others; else anywhere), ``inherit`` (where the serving process may run),
+    or a list of CPU numbers such as ``"1,3"``."""
 
     def __post_init__(self) -> None:
         _positive(self, "body_cap_bytes", "queue_size", "connect_timeout_s", "read_timeout_s")
+        _require(
+            self.worker_cpus in ("auto", "inherit")
+            or all(part.strip().isdigit() for part in self.worker_cpus.split(",")),
+            "worker_cpus",
+            self.worker_cpus,
+            'use "auto", "inherit" or CPU numbers such as "1,3"',
+        )
         _positive(self, "spool_max_bytes", "shutdown_grace_s")
         if self.upstream:
             _require(

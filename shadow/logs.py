@@ -8,7 +8,9 @@ import time
 
 import msgspec
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "logging_settings"]
+
+_configured: tuple[str, bool] | None = None
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})))
 
@@ -32,6 +34,8 @@ class _JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str = "info", *, json: bool = True) -> None:
     """Send the ``shadow`` loggers to stderr, as JSON lines or plain text."""
+    global _configured
+    _configured = (level, json)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         _JsonFormatter() if json else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
@@ -42,3 +46,8 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
     root.propagate = False
     # aiokafka logs every failed reconnect at ERROR; shadow reports sink trouble itself, once.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+def logging_settings() -> tuple[str, bool] | None:
+    """What :func:`configure_logging` was last called with, to repeat it in a child process."""
+    return _configured

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from shadow.closing import AsyncClosing
 from shadow.config import KafkaConfig
@@ -40,6 +40,9 @@ class KafkaSink(AsyncClosing):
     take, acknowledgements included; a batch that times out is reported as failed even though
     some of it may still arrive later (the tee's delivery is at-least-once).
     """
+
+    process_safe: ClassVar[bool] = True
+    """Unopened, it pickles: the sidecar opens it in its record worker process."""
 
     def __init__(
         self,

@@ -133,13 +133,16 @@ def make_sidecar(tmp_path: Path) -> Iterator[Callable[..., RunningSidecar]]:
         sink: TraceSink | None = None,
         redaction: RedactionConfig | None = None,
         name: str = "sidecar",
+        tee_on_loop: bool = False,
         **capture: Any,
     ) -> RunningSidecar:
         out = tmp_path / f"{name}-{len(running)}.jsonl"
         config = CaptureConfig(
             upstream=upstream, spool_dir=str(tmp_path / f"{name}-{len(running)}-spool"), **capture
         )
-        app = Sidecar(capture=config, sink=sink or FileSink(out), redaction=redaction)
+        app = Sidecar(
+            capture=config, sink=sink or FileSink(out), redaction=redaction, tee_on_loop=tee_on_loop
+        )
         server = LiveServer(app)  # what `shadow capture` serves it with
         server.start()
         sidecar = RunningSidecar(server, app, out)

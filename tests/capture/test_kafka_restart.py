@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from capture.tee import Tee
 from shadow.config import KafkaConfig
 from shadow.kafka.broker import EmbeddedBroker
 from shadow.kafka.producer import KafkaSink
@@ -80,8 +81,10 @@ def test_a_broker_restarted_empty_gets_every_record_it_lost_again(
     sink = KafkaSink(
         KafkaConfig(bootstrap=broker.bootstrap, topic=topic, linger_ms=1), delivery_timeout_s=2.0
     )
-    sidecar = make_sidecar(upstream.url, sink=sink)
+    # the tee on the serving loop, so the test can lengthen its confirmation timer mid-run
+    sidecar = make_sidecar(upstream.url, sink=sink, tee_on_loop=True)
     tee, metrics = sidecar.app.tee, sidecar.app.metrics
+    assert isinstance(tee, Tee)
     try:
         with httpx.Client(timeout=10) as http:
             for seq in range(_CONFIRMED):

@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from capture.tee import Tee
 from shadow.config import RedactionConfig, SamplingConfig
 from shadow.serving import BackgroundServer
 from shadow.sim import FaultConfig
@@ -410,7 +411,8 @@ def test_a_down_sink_never_fails_live_requests_and_the_spool_drains_in_order(
 
     values = [decode(v) for batch in sink.batches for v in batch]
     assert [int(r.request.headers["x-seq"]) for r in values] == list(range(30))
-    assert sidecar.app.spool.empty
+    assert isinstance(sidecar.app.tee, Tee)  # a fake sink: the tee runs on the serving loop
+    assert sidecar.app.tee.spool.empty
 
 
 def test_a_full_spool_drops_and_counts_but_never_fails_a_request(
@@ -436,4 +438,5 @@ def test_a_full_spool_drops_and_counts_but_never_fails_a_request(
     assert spooled is not None
     assert float(dropped.group(1)) > 0
     assert float(spooled.group(1)) + float(dropped.group(1)) <= 40
-    assert sidecar.app.spool.bytes_on_disk <= 8192
+    assert isinstance(sidecar.app.tee, Tee)
+    assert sidecar.app.tee.spool.bytes_on_disk <= 8192
