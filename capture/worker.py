@@ -60,6 +60,7 @@ from capture.metrics import DROP_REASONS, CaptureMetrics
 from capture.sinks import TraceSink
 from capture.spool import Spool
 from capture.tee import DrainReport, Tee
+from shadow.cpu import yield_cpu
 from shadow.errors import CaptureError
 from shadow.logs import configure_logging, logging_settings
 
@@ -171,11 +172,8 @@ def _place(settings: _Settings) -> None:
             os.sched_setaffinity(0, cpus)
         except OSError as exc:
             log.warning("the record worker cannot run on CPUs %s: %s", sorted(cpus), exc)
-    if settings.priority == "idle" and hasattr(os, "SCHED_IDLE"):
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        except OSError as exc:
-            log.warning("the record worker cannot take the idle scheduling class: %s", exc)
+    if settings.priority == "idle":
+        yield_cpu()
 
 
 def _serve(sock: socket.socket, settings: _Settings) -> None:
