@@ -4,10 +4,8 @@ Building a batch's rows into DuckDB's appender holds the GIL for tens of millise
 1,000 rows (measured at 4,000 sends/s: the replayer's loop stalled for up to 30 ms each batch,
 and nearly every late send was one of them). :class:`ProcessSink` keeps the caller's part to
 turning rows into plain tuples (:func:`~shadow.results.staging.result_tuples`, interruptible
-Python) and one MessagePack encode; the child, started with ``spawn`` at Linux's idle
-scheduling class (:func:`shadow.cpu.yield_cpu`: the sending loop, and the target beside it,
-always run first; measured at 4,000 sends/s, lag p99 0.3-0.9 ms against 0.6-2.7 ms at
-``nice`` 10), decodes them and writes them with the real sink's
+Python) and one MessagePack encode; the child, started with ``spawn`` and at a lower CPU
+priority (``nice``), decodes them and writes them with the real sink's
 :meth:`~shadow.results.parquet.ParquetResultsWriter.write_staged`. A Parquet directory is
 written by the child directly (under the parent writer's id); a DuckDB file cannot be opened
 by two processes, so the child writes each batch as Parquet parts into a private staging
@@ -22,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import shutil
 import tempfile
 import threading
@@ -33,7 +32,6 @@ from typing import Any, Final
 import msgspec
 
 from shadow.closing import Closing
-from shadow.cpu import yield_cpu
 from shadow.errors import AnalysisError
 from shadow.results.parquet import ParquetResultsWriter
 from shadow.results.rows import ResultRow, TraceRow
@@ -43,7 +41,7 @@ from shadow.results.store import ResultsStore
 __all__ = ["ProcessSink"]
 
 _NICE: Final = 10
-"""How much lower the child's CPU priority is where the idle scheduling class is not available."""
+"""How much lower the child's CPU priority is: on a shared core the sending loop goes first."""
 
 _START_S: Final = 60.0
 """How long the child may take to start (import, open its writer) before it counts as failed."""
@@ -151,7 +149,8 @@ class ProcessSink(Closing):
 
 def _serve(conn: Connection, directory: str, writer_id: str) -> None:
     """The child: decode each batch, write it, reply ("ok", new part paths) or ("error", text)."""
-    yield_cpu(_NICE)
+    with contextlib.suppress(OSError):
+        os.nice(_NICE)
     sink = ParquetResultsWriter(directory, writer_id=writer_id)
     conn.send(("ready", []))
     try:

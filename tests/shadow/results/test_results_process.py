@@ -124,19 +124,6 @@ def test_parquet_parts_come_from_the_child_under_the_writers_id(tmp_path: Path) 
     assert parts == ["part-run-1-host-1-000001.parquet", "part-run-1-host-1-000002.parquet"]
 
 
-def test_the_child_writes_at_the_idle_scheduling_class(tmp_path: Path) -> None:
-    """The sending loop (and a target on the same core) always runs before the writer."""
-    store = ParquetResultsWriter(tmp_path / "parts", writer_id="host-1")
-    sink = ProcessSink(store)
-    try:
-        sink.write([_row("t-1")], [_trace("t-1")])  # answered: the child has set itself up
-        assert sink._process.pid is not None
-        assert os.sched_getscheduler(sink._process.pid) == os.SCHED_IDLE
-    finally:
-        sink.close()
-    store.close()
-
-
 def test_text_duckdb_refuses_is_stored_with_a_replacement_character(tmp_path: Path) -> None:
     store = ResultsStore.open(tmp_path / "run.duckdb")
     sink = ProcessSink(store)
