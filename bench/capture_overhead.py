@@ -10,14 +10,17 @@ Protocols with httptools and uvloop, capture/live/; teeing to the embedded Kafka
 a file with ``--sink file``),
 nginx as a reverse proxy with its ``mirror`` directive (the classic shadow-traffic setup), and
 minimal forwarding proxies that differ only in the upstream client (aiohttp, httpx,
-httpx over aiohttp) or only in the server (uvicorn + httptools, granian, aiohttp.web). Proxies are pinned to core 0, load generators to core 1; the sidecar's
-record worker process (capture/worker.py) may run on either core.
+httpx over aiohttp) or only in the server (uvicorn + httptools, granian, aiohttp.web).
+Proxies are pinned to core 0, load generators to core 1; the sidecar's record worker process
+(capture/worker.py: the whole tee) runs where the sidecar puts it, off the serving process's
+pinned core and at the idle scheduling class (``--worker-core any|1`` re-pins it).
 
 - Added latency: open-loop load (bench/_openloop.py, latency from the scheduled send time) at
-  200 and 1,000 req/s through each proxy, minus the same load sent straight to the upstream.
+  200 and 1,000 req/s through each proxy, minus the same load sent straight to the upstream,
+  over ``--rounds`` rounds in which the targets take turns, every latency pooled.
 - Throughput: wrk, closed loop, 32 connections, through each proxy.
 - ``shadow sidecar, sampling 0``: the same live path teeing nothing (``--sample-rate 0``), to
-  tell the proxy's own cost from the tee's (record hand-off, Kafka client) on the same loop.
+  tell the proxy's own cost from the tee's (the hand-off to the worker) on the same loop.
 - The sidecar's own added-latency histogram over the same open-loop cell is printed under
   the client-side figure (docs/architecture.md, "Sidecar overhead").
 - ``--profile``: py-spy samples the sidecar under wrk load; the top frames are printed.

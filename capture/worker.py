@@ -45,12 +45,8 @@ import dataclasses
 import logging
 import multiprocessing
 import os
-import pickle
-import signal
 import socket
-import struct
 import time
-from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -58,11 +54,10 @@ from typing import Any
 from capture.exchange import Exchange, RecordBuilder
 from capture.metrics import DROP_REASONS, CaptureMetrics
 from capture.sinks import TraceSink
-from capture.spool import Spool
-from capture.tee import DrainReport, Tee
-from shadow.cpu import yield_cpu
+from capture.tee import DrainReport
+from capture.worker_process import REPORT_S, Settings, flatten, frame, read_message, serve
 from shadow.errors import CaptureError
-from shadow.logs import configure_logging, logging_settings
+from shadow.logs import logging_settings
 
 __all__ = ["HANDOFF_BYTES", "LINGER_S", "REPORT_S", "RESTART_S", "ProcessTee"]
 
@@ -72,183 +67,9 @@ HANDOFF_BYTES = 16 * 1024 * 1024
 """Bytes handed to the worker's socket and not yet read by it, at most."""
 LINGER_S = 0.005
 """How long a batch waits for more exchanges before it is handed over."""
-SINK_LINGER_S = 0.02
-"""How long the worker's tee lets a batch gather before it builds and delivers it."""
-REPORT_S = 0.2
-"""How often the worker reports its state while it changes."""
 RESTART_S = 1.0
 """The least time between two starts of the worker."""
-_LEN = struct.Struct(">I")
-_Flat = tuple[Any, ...]
 _State = dict[str, Any]
-
-
-def _frame(message: tuple[str, Any]) -> bytes:
-    payload = pickle.dumps(message, protocol=5)
-    return _LEN.pack(len(payload)) + payload
-
-
-async def _read(reader: asyncio.StreamReader) -> tuple[str, Any]:
-    head = await reader.readexactly(_LEN.size)
-    message: tuple[str, Any] = pickle.loads(  # noqa: S301 (our own process, over a socketpair)
-        await reader.readexactly(_LEN.unpack(head)[0])
-    )
-    return message
-
-
-def _flatten(ex: Exchange) -> _Flat:
-    """The exchange as a plain tuple: pickled in C, several times faster than the dataclass."""
-    return (
-        ex.trace_id, ex.started_ns, ex.t0, ex.method, ex.path, ex.query, ex.request_headers,
-        ex.cap, ex.request_body.buf, ex.request_body.size, ex.status, ex.response_headers,
-        ex.response_body.buf, ex.response_body.size, ex.chunks, ex.latency_ms, ex.upstream_ms,
-        ex.error,
-    )  # fmt: skip
-
-
-def _restore(flat: _Flat) -> Exchange:
-    (trace_id, started_ns, t0, method, path, query, request_headers, cap, request_buf,
-     request_size, status, response_headers, response_buf, response_size, chunks, latency_ms,
-     upstream_ms, error) = flat  # fmt: skip
-    ex = Exchange(
-        trace_id=trace_id, started_ns=started_ns, t0=t0, method=method, path=path, query=query,
-        request_headers=request_headers, cap=cap, status=status,
-        response_headers=response_headers, chunks=chunks, latency_ms=latency_ms,
-        upstream_ms=upstream_ms, error=error,
-    )  # fmt: skip
-    ex.request_body.buf, ex.request_body.size = request_buf, request_size
-    ex.response_body.buf, ex.response_body.size = response_buf, response_size
-    return ex
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Settings:
-    """What the worker needs to run the tee (pickled to it)."""
-
-    builder: RecordBuilder
-    sink: TraceSink
-    spool_dir: str
-    spool_max_bytes: int
-    queue_size: int
-    batch_max: int
-    confirm_interval_s: float
-    orphan_grace_s: float
-    """How long the worker may deliver for when the serving process is gone."""
-    logging: tuple[str, bool] | None
-    priority: str = "idle"
-    """``idle`` (SCHED_IDLE) or ``normal``: ``capture.worker_priority``."""
-    cpus: str = "auto"
-    """``capture.worker_cpus``."""
-    serving_cpus: tuple[int, ...] = ()
-    """The CPUs the serving process may run on, when the worker started."""
-
-
-# -- the worker process ---------------------------------------------------------------------
-
-
-def _state(tee: Tee, metrics: CaptureMetrics, received: int) -> _State:
-    return {
-        "counts": metrics.tee_counts(),
-        "settled": received - tee.pending,  # taken and sent, spooled or dropped
-        "spool_bytes": tee.spool_bytes,
-        "spool_pending": tee.spool.pending,
-        "unconfirmed": tee.unconfirmed,
-        "spooling": tee.spooling,
-    }
-
-
-def _place(settings: _Settings) -> None:
-    """Set the worker's CPUs and scheduling class (Linux; elsewhere it runs as it is)."""
-    cpus: set[int] | None = None
-    if settings.cpus == "auto":
-        everything = set(range(os.cpu_count() or 1))
-        others = everything - set(settings.serving_cpus)
-        if settings.serving_cpus and others and set(settings.serving_cpus) < everything:
-            cpus = others  # the serving process is pinned: keep off its CPUs
-    elif settings.cpus != "inherit":
-        cpus = {int(part) for part in settings.cpus.split(",")}
-    if cpus is not None and hasattr(os, "sched_setaffinity"):
-        try:
-            os.sched_setaffinity(0, cpus)
-        except OSError as exc:
-            log.warning("the record worker cannot run on CPUs %s: %s", sorted(cpus), exc)
-    if settings.priority == "idle":
-        yield_cpu()
-
-
-def _serve(sock: socket.socket, settings: _Settings) -> None:
-    """The worker process's entry point."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)  # the serving process decides when to stop
-    _place(settings)
-    if settings.logging is not None:
-        level, json = settings.logging
-        configure_logging(level, json=json)
-    try:
-        import uvloop
-
-        uvloop.run(_worker_main(sock, settings))
-    except ImportError:
-        asyncio.run(_worker_main(sock, settings))
-
-
-async def _report_changes(
-    tee: Tee, metrics: CaptureMetrics, writer: asyncio.StreamWriter, received: list[int]
-) -> None:
-    last: _State | None = None
-    while True:
-        state = _state(tee, metrics, received[0])
-        if state != last:
-            writer.write(_frame(("state", state)))
-            last = state
-        await asyncio.sleep(REPORT_S)  # a reporting period, not a synchronisation
-
-
-async def _worker_main(sock: socket.socket, settings: _Settings) -> None:
-    reader, writer = await asyncio.open_connection(sock=sock)
-    metrics = CaptureMetrics()
-    try:
-        spool = Spool(Path(settings.spool_dir), max_bytes=settings.spool_max_bytes)
-    except CaptureError as exc:
-        writer.write(_frame(("failed", str(exc))))
-        await writer.drain()
-        writer.close()
-        return
-    tee = Tee(
-        builder=settings.builder,
-        sink=settings.sink,
-        spool=spool,
-        metrics=metrics,
-        queue_size=settings.queue_size,
-        batch_max=settings.batch_max,
-        confirm_interval_s=settings.confirm_interval_s,
-        linger_s=SINK_LINGER_S,
-    )
-    tee.start()
-    received = [0]  # exchanges handed over (a cell the reporter reads)
-    reporter = asyncio.create_task(_report_changes(tee, metrics, writer, received))
-    grace_s = settings.orphan_grace_s
-    try:
-        while True:
-            try:
-                kind, body = await _read(reader)
-            except (asyncio.IncompleteReadError, OSError):
-                log.warning("the sidecar's serving process is gone; the record worker stops")
-                break
-            if kind == "close":
-                grace_s = float(body)
-                break
-            for flat in body:
-                tee.submit(_restore(flat))
-            received[0] += len(body)
-    finally:
-        reporter.cancel()
-        await asyncio.gather(reporter, return_exceptions=True)
-    report = await tee.aclose(grace_s)
-    with contextlib.suppress(OSError):
-        writer.write(_frame(("closed", (_state(tee, metrics, received[0]), report))))
-        await writer.drain()
-    writer.close()
 
 
 # -- the serving process's side ---------------------------------------------------------------
@@ -279,7 +100,7 @@ class _Child:
     async def _listen(self) -> None:
         try:
             while True:
-                kind, body = await _read(self.reader)
+                kind, body = await read_message(self.reader)
                 if kind == "state":
                     self.owner.take_state(body)
                     if not self.ready.done():
@@ -341,7 +162,7 @@ class ProcessTee:
         self.metrics = metrics
         self.sink_name = sink.name
         self.batch_max = batch_max
-        self._settings = _Settings(
+        self._settings = Settings(
             builder=builder,
             sink=sink,
             spool_dir=str(spool_dir),
@@ -456,13 +277,13 @@ class ProcessTee:
         context = multiprocessing.get_context("forkserver")
         # the fork server imports the tee's modules once; each worker forked from it is ready
         # at once (only takes effect before the fork server's first start)
-        context.set_forkserver_preload(["capture.worker"])
+        context.set_forkserver_preload(["capture.worker_process"])
         serving = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else ()
         settings = dataclasses.replace(
             self._settings, logging=logging_settings(), serving_cpus=serving
         )
         process = context.Process(
-            target=_serve, args=(theirs, settings), name="shadow-record-worker", daemon=True
+            target=serve, args=(theirs, settings), name="shadow-record-worker", daemon=True
         )
         try:
             await asyncio.to_thread(process.start)  # the first start launches the fork server
@@ -514,7 +335,7 @@ class ProcessTee:
 
     async def _send(self, batch: list[Exchange]) -> None:
         try:
-            payload = _frame(("batch", [_flatten(ex) for ex in batch]))
+            payload = frame(("batch", [flatten(ex) for ex in batch]))
         except Exception:  # e.g. an exchange that does not pickle
             log.exception("could not hand %d exchanges to the record worker", len(batch))
             self.metrics.records_dropped.labels("build_error").inc(len(batch))
@@ -559,7 +380,7 @@ class ProcessTee:
         child, self._child = self._child, None
         if child is not None and child.alive:
             left = max(0.0, deadline - loop.time())
-            child.writer.write(_frame(("close", left)))
+            child.writer.write(frame(("close", left)))
             try:
                 report = await asyncio.wait_for(asyncio.shield(child.report), left + 15)
             except (TimeoutError, CaptureError) as exc:
