@@ -9,6 +9,7 @@ slices, encoding), the sink with its Kafka producer, the disk spool and its drai
 confirmer. Nothing comes back but small state reports (the tee's counters, its queue depth,
 spool bytes, unconfirmed records, whether it spools); the parent adds the counters to its
 own metrics, so ``/shadow/metrics`` and ``/shadow/health`` read as if the tee ran there.
+This module is the serving process's side; :mod:`capture.worker_process` is the worker's.
 
 - The hand-off never blocks a request, and the worker never wakes the serving loop but to
   report. The parent's queue is bounded (when full, the exchange is dropped and counted
@@ -22,9 +23,9 @@ own metrics, so ``/shadow/metrics`` and ``/shadow/health`` read as if the tee ra
 - When the worker dies, every exchange handed to it that its last report did not count done
   (sent, spooled or dropped) is counted ``records_dropped{reason="worker_died"}``: some of
   those may have reached Kafka after that report, so this errs towards counting a record
-  lost, never towards counting one delivered. The
-  next batch starts a new worker (at most one start per :data:`RESTART_S`; exchanges queue
-  meanwhile), which drains the spool the dead one left.
+  lost, never towards counting one delivered. The next batch starts a new worker (at most
+  one start per :data:`RESTART_S`; exchanges queue meanwhile), which drains the spool the
+  dead one left.
 - The worker keeps out of the serving loop's way: by default it takes the idle scheduling
   class (SCHED_IDLE: any other task that wants the CPU runs first) and, when the serving
   process is pinned to some CPUs, runs on the others (``capture.worker_priority``,
