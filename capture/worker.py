@@ -14,9 +14,9 @@ This module is the serving process's side; :mod:`capture.worker_process` is the 
 - The hand-off never blocks a request, and the worker never wakes the serving loop but to
   report. The parent's queue is bounded (when full, the exchange is dropped and counted
   ``queue_full``); a batch waits up to :data:`LINGER_S` for company, so the loop writes once
-  per batch rather than once per request; a batch that would take the socket's unsent bytes
-  past :data:`HANDOFF_BYTES` (the worker is not keeping up) is dropped and counted
-  ``queue_full`` too. Nothing waits for an answer.
+  per batch rather than once per request (a batch stops at :data:`BATCH_BYTES` of bodies).
+  Nothing waits for an answer; only when more than :data:`HANDOFF_BYTES` sit unread on the
+  socket (the worker is behind) does the hand-off wait, and exchanges wait in the queue.
 - The worker puts each batch in its tee's queue (a full one drops and counts there) and
   reports its state every :data:`REPORT_S` while anything changes (and at its start and
   end).
@@ -60,17 +60,23 @@ from capture.worker_process import REPORT_S, Settings, flatten, frame, read_mess
 from shadow.errors import CaptureError
 from shadow.logs import logging_settings
 
-__all__ = ["HANDOFF_BYTES", "LINGER_S", "REPORT_S", "RESTART_S", "ProcessTee"]
+__all__ = ["BATCH_BYTES", "HANDOFF_BYTES", "LINGER_S", "REPORT_S", "RESTART_S", "ProcessTee"]
 
 log = logging.getLogger("shadow.capture")
 
 HANDOFF_BYTES = 16 * 1024 * 1024
-"""Bytes handed to the worker's socket and not yet read by it, at most."""
+"""Bytes written to the worker's socket and not yet taken by it, past which the hand-off waits."""
 LINGER_S = 0.005
 """How long a batch waits for more exchanges before it is handed over."""
+BATCH_BYTES = 4 * 1024 * 1024
+"""A batch takes no more exchanges once their bodies hold this many bytes."""
 RESTART_S = 1.0
 """The least time between two starts of the worker."""
 _State = dict[str, Any]
+
+
+def _body_bytes(exchange: Exchange) -> int:
+    return len(exchange.request_body.buf) + len(exchange.response_body.buf)
 
 
 # -- the serving process's side ---------------------------------------------------------------
@@ -292,6 +298,7 @@ class ProcessTee:
             theirs.close()
         self._seen, self._state = {}, {}  # a new worker counts from zero
         reader, writer = await asyncio.open_connection(sock=ours)
+        writer.transport.set_write_buffer_limits(high=HANDOFF_BYTES)
         return _Child(process, reader, writer, self)
 
     async def start(self) -> None:
@@ -317,11 +324,14 @@ class ProcessTee:
 
     def _take(self, first: Exchange | None = None) -> list[Exchange]:
         batch = [] if first is None else [first]
-        while len(batch) < self.batch_max:
+        size = sum(_body_bytes(ex) for ex in batch)
+        while len(batch) < self.batch_max and size < BATCH_BYTES:
             try:
-                batch.append(self._queue.get_nowait())
+                ex = self._queue.get_nowait()
             except asyncio.QueueEmpty:
                 break
+            batch.append(ex)
+            size += _body_bytes(ex)
         return batch
 
     async def _hand_off(self) -> None:
@@ -347,11 +357,12 @@ class ProcessTee:
             log.warning("record worker unavailable, %d records dropped: %s", len(batch), exc)
             self.metrics.records_dropped.labels("worker_died").inc(len(batch))
             return
-        if child.writer.transport.get_write_buffer_size() + len(payload) > HANDOFF_BYTES:
-            self.metrics.records_dropped.labels("queue_full").inc(len(batch))
-            return  # the worker is behind: shed records, never hold requests
         child.written += len(batch)
-        child.writer.write(payload)  # buffered, never awaited; a dead worker's listener counts it
+        child.writer.write(payload)
+        # Past HANDOFF_BYTES unread the hand-off waits (the worker is behind); exchanges then
+        # wait in the bounded queue, and past it are shed. A dead worker's listener counts it.
+        with contextlib.suppress(OSError):
+            await child.writer.drain()
 
     # -- shutdown -------------------------------------------------------------------------------
 

@@ -233,3 +233,19 @@ async def test_a_worker_of_a_pinned_serving_process_runs_on_the_other_cpus(
     assert os.sched_getaffinity(pid) == everything - {0}
     assert os.sched_getscheduler(pid) == os.SCHED_OTHER
     await tee.aclose()
+
+
+async def test_large_bodies_go_over_in_batches_and_every_record_lands(tmp_path: Path) -> None:
+    """Forty exchanges of 1 MiB answers are about 40 MiB, past what the socket may hold."""
+    tee, metrics = _tee(tmp_path)
+    await tee.start()
+    big = b'{"choices":[{"message":{"content":"' + b"x" * (1 << 20) + b'"}}]}'
+    for i in range(40):
+        ex = _exchange(f"b{i:02d}", "large")
+        ex.response_body.buf = bytearray(big)
+        ex.response_body.size = len(big)
+        tee.submit(ex)
+    report = await tee.aclose()
+    assert _trace_ids(tmp_path) == [f"b{i:02d}" for i in range(40)]
+    assert report.dropped == 0
+    assert metrics.value("shadow_capture_records_dropped_total", reason="queue_full") == 0
