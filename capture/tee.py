@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from capture.exchange import Exchange, RecordBuilder
+from capture.intake import Intake, body_bytes
 from capture.metrics import DROP_REASONS, CaptureMetrics
 from capture.sinks import ConfirmingSink, SinkError, TraceSink
 from capture.spool import Segment, Spool
@@ -52,10 +53,6 @@ _AGAIN = b"\xff\xff"  # a key length no frame has: what follows is a re-delivere
 _YIELD_EVERY = 4
 _OFF_LOOP_BYTES = 64 * 1024
 """Exchanges with more body bytes than this are built (redacted, encoded) in a worker thread."""
-
-
-def _body_bytes(exchange: Exchange) -> int:
-    return len(exchange.request_body.buf) + len(exchange.response_body.buf)
 
 
 def _pack(key: bytes, value: bytes, *, again: bool = False) -> bytes:
@@ -120,16 +117,17 @@ class Tee:
         self._check_now = asyncio.Event()
         self._again_pending = 0  # re-deliveries spooled by this process, not yet acknowledged
         self._unchecked_seen = 0
-        self._queue: asyncio.Queue[Exchange] = asyncio.Queue(queue_size)
+        self.intake = Intake(metrics, queue_size=queue_size, batch_max=batch_max)
         self._spool_lock = asyncio.Lock()
         self._spooling = not spool.empty  # a previous run left records: drain them first
         self._spool_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._closed = False
         self._in_progress = 0
         self.sent = 0
         metrics.watch(
-            self._queue.qsize, lambda: float(self.spool.bytes_on_disk), lambda: self.unconfirmed
+            lambda: len(self.intake),
+            lambda: float(self.spool.bytes_on_disk),
+            lambda: self.unconfirmed,
         )
 
     @property
@@ -156,12 +154,12 @@ class Tee:
     @property
     def queue_depth(self) -> int:
         """Exchanges waiting for the worker."""
-        return self._queue.qsize()
+        return len(self.intake)
 
     @property
     def pending(self) -> int:
         """Exchanges taken and not yet sent, spooled or dropped (queued or being built)."""
-        return self._queue.qsize() + self._in_progress
+        return len(self.intake) + self._in_progress
 
     def start(self) -> None:
         """Start the worker and drainer tasks on the running loop."""
@@ -178,24 +176,9 @@ class Tee:
 
     def submit(self, exchange: Exchange) -> None:
         """Hand an exchange to the tee; never blocks, never raises (drops and counts instead)."""
-        if self._closed:
-            self.metrics.records_dropped.labels("closed").inc()
-            return
-        try:
-            self._queue.put_nowait(exchange)
-        except asyncio.QueueFull:
-            self.metrics.records_dropped.labels("queue_full").inc()
+        self.intake.submit(exchange)
 
     # -- worker -------------------------------------------------------------------------------
-
-    def _take_batch(self, first: Exchange) -> list[Exchange]:
-        batch = [first]
-        while len(batch) < self.batch_max:
-            try:
-                batch.append(self._queue.get_nowait())
-            except asyncio.QueueEmpty:
-                break
-        return batch
 
     def _encode(self, batch: Sequence[Exchange]) -> list[tuple[bytes, bytes]]:
         out = []
@@ -211,7 +194,7 @@ class Tee:
         """
         out = []
         for i, exchange in enumerate(batch, start=1):
-            if _body_bytes(exchange) > _OFF_LOOP_BYTES:
+            if body_bytes(exchange) > _OFF_LOOP_BYTES:
                 # redacting a large body takes tens of ms: off the live path's event loop (the
                 # regexes hold the GIL, but the interpreter switches threads every 5 ms)
                 out.extend(await asyncio.to_thread(self._encode_one, exchange))
@@ -232,10 +215,7 @@ class Tee:
 
     async def _worker(self) -> None:
         while True:
-            first = await self._queue.get()
-            if self.linger_s and self._queue.qsize() + 1 < self.batch_max:
-                await asyncio.sleep(self.linger_s)  # gathering a batch: one produce request
-            batch = self._take_batch(first)
+            batch = await self.intake.next_batch(self.linger_s)
             self._in_progress = len(batch)
             try:
                 encoded = await self._encode_yielding(batch)
@@ -243,8 +223,7 @@ class Tee:
                     await self._deliver(encoded)
             finally:
                 self._in_progress = 0
-            for _ in batch:
-                self._queue.task_done()
+            self.intake.done(len(batch))
 
     async def _deliver(self, encoded: list[tuple[bytes, bytes]]) -> None:
         if not self._spooling:
@@ -372,14 +351,14 @@ class Tee:
         Whatever cannot be delivered in time stays in the spool on disk and is sent by the next
         sidecar started on the same spool directory. Safe to call twice.
         """
-        if self._closed and not self._tasks:
+        if self.intake.closed and not self._tasks:
             return self._report()
-        self._closed = True
+        self.intake.closed = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_s
         worker, *others = self._tasks
         try:
-            await asyncio.wait_for(self._queue.join(), grace_s)
+            await asyncio.wait_for(self.intake.join(), grace_s)
         except TimeoutError:
             log.warning("shutdown grace of %.1f s ran out with records queued", grace_s)
         for task in others:  # from here on only this coroutine drains, so nothing is sent twice
@@ -392,7 +371,7 @@ class Tee:
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
         self._tasks = []
-        leftover = self._encode(self._take_all())
+        leftover = self._encode(self.intake.take_all())
         if leftover:
             await self._to_spool(leftover)
         await self.sink.aclose()
@@ -411,14 +390,6 @@ class Tee:
     async def _drain_until_empty(self) -> None:
         while not await self._drain_once(give_up_on_error=True):  # noqa: ASYNC110 (a retry backoff)
             await asyncio.sleep(self.retry_min_s)
-
-    def _take_all(self) -> list[Exchange]:
-        items = []
-        while True:
-            try:
-                items.append(self._queue.get_nowait())
-            except asyncio.QueueEmpty:
-                return items
 
     def _report(self) -> DrainReport:
         dropped = sum(

@@ -13,10 +13,10 @@ This module is the serving process's side; :mod:`capture.worker_process` is the 
 
 - The hand-off never blocks a request, and the worker never wakes the serving loop but to
   report. The parent's queue is bounded (when full, the exchange is dropped and counted
-  ``queue_full``); a batch waits up to :data:`LINGER_S` for company, so the loop writes once
-  per batch rather than once per request (a batch stops at :data:`BATCH_BYTES` of bodies).
-  Nothing waits for an answer; only when more than :data:`HANDOFF_BYTES` sit unread on the
-  socket (the worker is behind) does the hand-off wait, and exchanges wait in the queue.
+  ``queue_full``, :class:`~capture.intake.Intake`); a batch waits up to :data:`LINGER_S`
+  for company, so the loop writes once per batch rather than once per request. Nothing
+  waits for an answer; only when more than :data:`HANDOFF_BYTES` sit unread on the socket
+  (the worker is behind) does the hand-off wait, and exchanges wait in the queue.
 - The worker puts each batch in its tee's queue (a full one drops and counts there) and
   reports its state every :data:`REPORT_S` while anything changes (and at its start and
   end).
@@ -50,17 +50,25 @@ import socket
 import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
 
 from capture.exchange import Exchange, RecordBuilder
+from capture.intake import Intake
 from capture.metrics import DROP_REASONS, CaptureMetrics
 from capture.sinks import TraceSink
 from capture.tee import DrainReport
-from capture.worker_process import REPORT_S, Settings, flatten, frame, read_message, serve
+from capture.worker_process import (
+    REPORT_S,
+    Settings,
+    State,
+    flatten,
+    frame,
+    read_message,
+    serve,
+)
 from shadow.errors import CaptureError
 from shadow.logs import logging_settings
 
-__all__ = ["BATCH_BYTES", "HANDOFF_BYTES", "LINGER_S", "REPORT_S", "RESTART_S", "ProcessTee"]
+__all__ = ["HANDOFF_BYTES", "LINGER_S", "REPORT_S", "RESTART_S", "ProcessTee"]
 
 log = logging.getLogger("shadow.capture")
 
@@ -68,15 +76,8 @@ HANDOFF_BYTES = 16 * 1024 * 1024
 """Bytes written to the worker's socket and not yet taken by it, past which the hand-off waits."""
 LINGER_S = 0.005
 """How long a batch waits for more exchanges before it is handed over."""
-BATCH_BYTES = 4 * 1024 * 1024
-"""A batch takes no more exchanges once their bodies hold this many bytes."""
 RESTART_S = 1.0
 """The least time between two starts of the worker."""
-_State = dict[str, Any]
-
-
-def _body_bytes(exchange: Exchange) -> int:
-    return len(exchange.request_body.buf) + len(exchange.response_body.buf)
 
 
 # -- the serving process's side ---------------------------------------------------------------
@@ -168,7 +169,6 @@ class ProcessTee:
     ) -> None:
         self.metrics = metrics
         self.sink_name = sink.name
-        self.batch_max = batch_max
         self._settings = Settings(
             builder=builder,
             sink=sink,
@@ -182,20 +182,22 @@ class ProcessTee:
             priority=priority,
             cpus=cpus,
         )
-        self._queue: asyncio.Queue[Exchange] = asyncio.Queue(queue_size)
+        self.intake = Intake(metrics, queue_size=queue_size, batch_max=batch_max)
         self._child: _Child | None = None
         self._starting: asyncio.Lock | None = None
         self._last_start = -RESTART_S
-        self._state: _State = {}
+        self._state: State = {}
         self._seen: dict[str, float] = {}
         self._hand_off_task: asyncio.Task[None] | None = None
-        self._closed = False
-        self.sent = 0
-        """Records the sink acknowledged, each once, as of the worker's last report."""
         self.restarts = 0
         metrics.watch(lambda: self.queue_depth, lambda: self.spool_bytes, lambda: self.unconfirmed)
 
     # -- what the sidecar reads -----------------------------------------------------------------
+
+    @property
+    def sent(self) -> int:
+        """Records the sink acknowledged, each once, as of the worker's last report."""
+        return int(self.metrics.value("shadow_capture_records_sent_total"))
 
     @property
     def spooling(self) -> bool:
@@ -215,7 +217,7 @@ class ProcessTee:
     @property
     def queue_depth(self) -> int:
         """Exchanges waiting here, and those handed over the worker has not reported done."""
-        return self._queue.qsize() + self._unsettled(self._child)
+        return len(self.intake) + self._unsettled(self._child)
 
     def _unsettled(self, child: _Child | None) -> int:
         if child is None:
@@ -235,13 +237,12 @@ class ProcessTee:
 
     # -- state reports --------------------------------------------------------------------------
 
-    def take_state(self, state: _State) -> None:
+    def take_state(self, state: State) -> None:
         """A report from the worker: add its new counts to this process's metrics."""
         counts: dict[str, float] = state["counts"]
         delta = {key: n - self._seen.get(key, 0.0) for key, n in counts.items()}
         self._seen = counts
         self.metrics.add_tee_counts(delta)
-        self.sent += int(delta.get("records_sent", 0))
         self._state = state
 
     def lost_worker(self, child: _Child) -> None:
@@ -250,7 +251,7 @@ class ProcessTee:
         child.written = int(self._state.get("settled", 0))
         if lost:
             self.metrics.records_dropped.labels("worker_died").inc(lost)
-        if not self._closed:
+        if not self.intake.closed:
             log.warning("the record worker died holding %d records", lost)
 
     # -- the worker's life ----------------------------------------------------------------------
@@ -314,35 +315,13 @@ class ProcessTee:
 
     def submit(self, exchange: Exchange) -> None:
         """Hand an exchange to the tee; never blocks, never raises (drops and counts instead)."""
-        if self._closed:
-            self.metrics.records_dropped.labels("closed").inc()
-            return
-        try:
-            self._queue.put_nowait(exchange)
-        except asyncio.QueueFull:
-            self.metrics.records_dropped.labels("queue_full").inc()
-
-    def _take(self, first: Exchange | None = None) -> list[Exchange]:
-        batch = [] if first is None else [first]
-        size = sum(_body_bytes(ex) for ex in batch)
-        while len(batch) < self.batch_max and size < BATCH_BYTES:
-            try:
-                ex = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                break
-            batch.append(ex)
-            size += _body_bytes(ex)
-        return batch
+        self.intake.submit(exchange)
 
     async def _hand_off(self) -> None:
         while True:
-            first = await self._queue.get()
-            if self._queue.qsize() + 1 < self.batch_max and not self._closed:
-                await asyncio.sleep(LINGER_S)  # gathering a batch: one write, not one per request
-            batch = self._take(first)
+            batch = await self.intake.next_batch(LINGER_S)
             await self._send(batch)
-            for _ in batch:
-                self._queue.task_done()
+            self.intake.done(len(batch))
 
     async def _send(self, batch: list[Exchange]) -> None:
         try:
@@ -372,20 +351,20 @@ class ProcessTee:
         What the worker cannot deliver in time stays in the spool on disk for the next start.
         Safe to call twice.
         """
-        if self._closed and self._hand_off_task is None:
+        if self.intake.closed and self._hand_off_task is None:
             return self._report(None)
-        self._closed = True
+        self.intake.closed = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_s
         if self._hand_off_task is not None:
             try:
-                await asyncio.wait_for(self._queue.join(), grace_s)
+                await asyncio.wait_for(self.intake.join(), grace_s)
             except TimeoutError:
                 log.warning("shutdown grace of %.1f s ran out with records queued", grace_s)
             self._hand_off_task.cancel()
             await asyncio.gather(self._hand_off_task, return_exceptions=True)
             self._hand_off_task = None
-        leftover = len(self._take())
+        leftover = len(self.intake.take_all())
         if leftover:
             self.metrics.records_dropped.labels("closed").inc(leftover)
         report: DrainReport | None = None

@@ -33,6 +33,7 @@ __all__ = [
     "REPORT_S",
     "SINK_LINGER_S",
     "Settings",
+    "State",
     "flatten",
     "frame",
     "read_message",
@@ -48,7 +49,8 @@ REPORT_S = 0.2
 """How often the worker reports its state while it changes."""
 _LEN = struct.Struct(">I")
 _Flat = tuple[Any, ...]
-_State = dict[str, Any]
+State = dict[str, Any]
+"""A state report: the tee's counts (``tee_counts``), ``settled``, spool and delivery figures."""
 
 
 def frame(message: tuple[str, Any]) -> bytes:
@@ -111,7 +113,7 @@ class Settings:
     """The CPUs the serving process may run on, when the worker started."""
 
 
-def _state(tee: Tee, metrics: CaptureMetrics, received: int) -> _State:
+def _state(tee: Tee, metrics: CaptureMetrics, received: int) -> State:
     return {
         "counts": metrics.tee_counts(),
         "settled": received - tee.pending,  # taken and sent, spooled or dropped
@@ -179,7 +181,7 @@ def serve(sock: socket.socket, settings: Settings) -> None:
 async def report_changes(
     tee: Tee, metrics: CaptureMetrics, writer: asyncio.StreamWriter, received: list[int]
 ) -> None:
-    last: _State | None = None
+    last: State | None = None
     while True:
         state = _state(tee, metrics, received[0])
         if state != last:

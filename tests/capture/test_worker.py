@@ -7,7 +7,6 @@ hands exchanges over and reads the worker's reports.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import signal
@@ -207,8 +206,7 @@ async def test_a_worker_whose_serving_process_is_gone_closes_its_tee(tmp_path: P
 
 
 async def test_the_worker_takes_the_idle_class_and_the_cpus_it_is_given(tmp_path: Path) -> None:
-    tee, _ = _tee(tmp_path)
-    tee._settings = dataclasses.replace(tee._settings, cpus="0")
+    tee, _ = _tee(tmp_path, cpus="0")
     await tee.start()
     pid = await tee.pid()
     assert os.sched_getscheduler(pid) == os.SCHED_IDLE  # never ahead of a request
