@@ -46,6 +46,19 @@ A little over a millisecond because the selector rounds the loop's timeouts up t
 milliseconds (epoll, and uvloop's timers): with a 0.5 ms window, back-to-back waits 2 ms apart
 measured a median lag of 0.28 ms on the standard loop, with 1.1 ms about 2 µs."""
 
+_SLACK_MARGIN = 0.005
+"""How early, as a fraction of the wait, a long sleep wakes to sleep the rest again.
+
+Linux lets a sleep of *t* (epoll's timeout, so every loop's timers) end up to *t* / 1000 late,
+*t* / 500 for a niced process (``select_estimate_accuracy``: timer slack that grows with the
+timeout, up to 100 ms). Measured here: one 4 s sleep woke 3.2 ms late (19 ms niced), so a
+recorded gap of a few seconds, or a ``--start-at`` seconds away, made the next send late by
+milliseconds. Waking 0.5 % early and sleeping the remainder again shrinks each overshoot
+with the wait until it fits in the spin window."""
+
+_SHORT_WAIT_S = 0.2
+"""A sleep this short (slack at most 0.4 ms) is taken in one piece."""
+
 
 def _shown(value: object) -> str:
     """A flag's value as a person typed it: ``0`` rather than ``0.0``."""
@@ -319,8 +332,11 @@ class Pacer:
         due = self._start + offset
         perf_due = self.perf_due(offset)
         wake = due - _SPIN_S if self._precise else due
-        if wake > loop.time():
-            await _sleep_until(loop, wake)
+        while (remaining := wake - loop.time()) > 0:
+            if remaining <= _SHORT_WAIT_S:
+                await _sleep_until(loop, wake)
+                break
+            await _sleep_until(loop, wake - remaining * _SLACK_MARGIN)
         # The loop fires timers up to its clock resolution early, and a precise wait stops
         # sleeping early on purpose: yield until the deadline has really passed. The spin
         # reads perf_counter, so it is exact even where loop.time() has 1 ms steps.

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from shadow.errors import UsageError
+from shadow.replay import pacing
 from shadow.replay.pacing import (
     Arrival,
     Pacer,
@@ -307,6 +308,30 @@ async def test_pacer_serves_concurrent_waiters_open_loop() -> None:
     assert all(late >= 0.0 for _, late in measured)  # nobody woke before its deadline
     assert all(lag == pytest.approx(late, abs=0.005) for lag, late in measured)
     assert max(lag for lag, _ in measured) < 0.050
+
+
+async def test_a_long_wait_sleeps_in_shrinking_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long wait wakes early and sleeps the rest again, so Linux's timer slack (up to 1/500
+    of a sleep, niced) cannot make it late: each piece ends before the wake by more than its
+    slack, and the last ends at the wake (the spin window before the deadline)."""
+    pieces: list[tuple[float, float]] = []  # (how long the piece asked for, its deadline)
+    real = pacing._sleep_until
+
+    async def recorded(loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        pieces.append((deadline - loop.time(), deadline))
+        await real(loop, deadline)
+
+    monkeypatch.setattr(pacing, "_sleep_until", recorded)
+    loop = asyncio.get_running_loop()
+    pacer = Pacer(loop.time(), precise=True)
+    lag = await pacer.wait_until(0.45)
+    wake = pacer.due(0.45) - pacing._SPIN_S
+    assert len(pieces) >= 2
+    for asked, deadline in pieces[:-1]:
+        assert wake - deadline >= asked / 500  # more margin than the slack of that piece
+    assert pieces[-1][1] == wake
+    assert pieces[-1][0] <= pacing._SHORT_WAIT_S
+    assert lag >= 0.0
 
 
 async def test_pacer_returns_at_once_for_a_past_deadline() -> None:
