@@ -14,7 +14,10 @@ in-flight sends finish within the grace period) or an immediate one (:meth:`Repl
 While it runs, the objects loaded before it (the records) are frozen out of the cycle
 collector, young collections are rarer and the GIL changes hands every 0.5 ms
 (:func:`_punctual`), so neither the collector nor a thread (the results writer's hand-over to
-its process, :mod:`shadow.results.process`) makes sends late.
+its process, :mod:`shadow.results.process`) makes sends late. Shortly before the first send,
+each HTTP arm opens as many connections as the first 100 ms of the schedule will use (at most
+16, :meth:`~shadow.replay.targets.HttpTarget.preconnect`), so the first sends do not each
+open their own.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
+import logging
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -33,8 +38,20 @@ from shadow.replay.stats import ReplayStats
 
 __all__ = ["Replayer"]
 
+log = logging.getLogger("shadow.replay.replayer")
+
 _INTERRUPTIBLE_S = 0.25
 """Waits longer than this also wake up on a stop request."""
+
+_PRECONNECT_MAX = 16
+"""At most this many connections per arm are opened before the first send."""
+
+_PRECONNECT_WINDOW_S = 0.1
+"""An arm opens one connection per record due in this first stretch of the schedule."""
+
+_PRECONNECT_LEAD_S = 0.25
+"""How long before the first send the connections are opened (well inside any server's
+keep-alive), and the longest that may take; a start sooner than this leaves less."""
 
 _GC_THRESHOLD_0 = 50_000
 """The youngest generation's collection threshold while a replay runs (Python's is 700)."""
@@ -93,7 +110,25 @@ class Replayer:
             pacer = Pacer(start, precise=True)
             return await self.fanout.run(lambda: self._schedule(pacer))
 
+    async def _preconnect(self, pacer: Pacer) -> None:
+        """Open the first sends' connections, ``_PRECONNECT_LEAD_S`` before the first is due."""
+        if not self.offsets:
+            return
+        first = self.offsets[0]
+        early = itertools.takewhile(lambda o: o < first + _PRECONNECT_WINDOW_S, self.offsets)
+        count = sum(1 for _ in itertools.islice(early, _PRECONNECT_MAX))
+        await self._wait(pacer, first - _PRECONNECT_LEAD_S)
+        budget = pacer.due(first) - asyncio.get_running_loop().time() - 0.005
+        targets = self.fanout.targets.values()
+        openers = [o for t in targets if (o := getattr(t, "preconnect", None)) is not None]
+        if budget <= 0 or not openers or self.fanout.stop_requested():
+            return
+        budget = min(budget, _PRECONNECT_LEAD_S)
+        opened = await asyncio.gather(*(opener(count, budget) for opener in openers))
+        log.debug("opened %s connection(s) per arm before the first send (asked %d)", opened, count)
+
     async def _schedule(self, pacer: Pacer) -> None:
+        await self._preconnect(pacer)
         fanout = self.fanout
         arms = list(fanout.targets)
         for item, offset in zip(self.items, self.offsets, strict=True):

@@ -47,6 +47,7 @@ from urllib.parse import unquote_plus
 
 import aiohttp
 import msgspec
+import yarl
 
 from shadow.config import ArmConfig
 from shadow.errors import ConfigError
@@ -304,6 +305,39 @@ class HttpTarget:
                 skip_auto_headers=("User-Agent",),
             )
         return self._session
+
+    async def preconnect(self, count: int, timeout_s: float) -> int:
+        """Open up to ``count`` connections to the arm's host into the pool, sending nothing.
+
+        Returns how many opened within ``timeout_s`` (the rest are abandoned). Never raises
+        for a connection that fails: it is simply not there, and the send that needs it
+        reports the failure as usual. At the start of a fast replay every send otherwise
+        finds the pool empty and opens its own connection while more sends fall due
+        (measured at 4,000 sends/s: about 20 connections per arm, and in one run of four the
+        first 100 ms all late, up to 9 ms).
+        """
+        connector = self._session_now().connector
+        if count < 1 or connector is None:
+            return 0
+        url = yarl.URL(self.config.url)
+        loop = asyncio.get_running_loop()
+
+        async def one() -> aiohttp.connector.Connection:
+            # Never sent: the connector reads only its host, port and TLS settings.
+            request = aiohttp.ClientRequest("GET", url, loop=loop)
+            return await connector.connect(request, [], self._timeout)
+
+        tasks = [asyncio.ensure_future(one()) for _ in range(count)]
+        done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        opened = 0
+        for task in done:
+            if task.exception() is None:
+                task.result().release()  # back to the pool, kept alive for the first sends
+                opened += 1
+        return opened
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
