@@ -280,10 +280,13 @@ def main() -> None:
         capacity = results["max_sends_per_s_lag_p99_le_5ms_1proc"] / 2 or max(ladder)
         over = 3 * capacity
         n = int(over * min(args.seconds, 4))
-        row = replay(records, target, over, n, work / "overload")
+        overload_records = work / "overload.jsonl"  # the ladder's file may be too short
+        synthetic_records(overload_records, n)
+        row = replay(overload_records, target, over, n, work / "overload")
         results["overload"] = row
-        print(f"overload at 3x ({2 * over:,.0f} sends/s offered): finished, {row['sends']:,} "
-              f"sends, {row['stored_rows']:,} rows stored, {row['late']:,} late, "
+        print(f"overload at 3x ({2 * over:,.0f} sends/s offered for {n / over:.0f} s): finished, "
+              f"{row['sends']:,} sends, {row['stored_rows']:,} rows stored of "
+              f"{2 * row['records']:,} scheduled, {row['late']:,} late, {row['errors']:,} errors, "
               f"lag p99 {row['lag_p99_ms']:,.0f} ms")  # fmt: skip
         if args.skip_closed_loop:
             _write(results)
