@@ -317,6 +317,8 @@ class HttpTarget:
         first 100 ms all late, up to 9 ms).
         """
         connector = self._session_now().connector
+        if self._max_connections:
+            count = min(count, self._max_connections)  # more would only wait for a slot
         if count < 1 or connector is None:
             return 0
         url = yarl.URL(self.config.url)

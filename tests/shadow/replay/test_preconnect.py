@@ -118,6 +118,19 @@ async def test_the_first_sends_use_the_opened_connections() -> None:
     assert (server.connections, server.requests) == (3, 3)
 
 
+async def test_preconnect_opens_no_more_than_the_connection_limit() -> None:
+    """An arm limited to two connections opens two, and does not wait for a third."""
+    async with CountingServer() as server:
+        target = HttpTarget("baseline", ArmConfig(url=server.url), max_connections=2)
+        started = time.perf_counter()
+        assert await target.preconnect(5, 5.0) == 2
+        waited = time.perf_counter() - started
+        await server.until(connections=2)
+        await target.aclose()
+    assert server.connections == 2
+    assert waited < 4.0  # it returned, rather than waiting out the time it was given
+
+
 async def test_preconnect_to_nothing_opens_nothing_and_does_not_raise() -> None:
     """Refused connections leave the pool empty; the sends report the failure as usual."""
     target = HttpTarget("baseline", ArmConfig(url=NOWHERE))
