@@ -67,7 +67,8 @@ class Replayer:
     Args:
         fanout: the run's sends and rails; its stats count ``items`` as the run's total.
         items: the records, in replay order, and ``offsets`` their due times (seconds after
-            ``start``, a ``loop.time()`` value; by default 50 ms after :meth:`run` begins).
+            ``start``, a ``loop.time()`` value; by default 50 ms after the first sends'
+            connections are open, at most 300 ms after :meth:`run` begins).
         done: ``(trace_id, arm)`` pairs already answered (a resumed run): not sent again.
     """
 
@@ -105,30 +106,43 @@ class Replayer:
         An exception in a send is not swallowed: it stops the replay and is raised here.
         """
         with _punctual():
-            loop = asyncio.get_running_loop()
-            start = self.start if self.start is not None else loop.time() + 0.05
-            pacer = Pacer(start, precise=True)
-            return await self.fanout.run(lambda: self._schedule(pacer))
+            return await self.fanout.run(self._schedule)
 
-    async def _preconnect(self, pacer: Pacer) -> None:
-        """Open the first sends' connections, ``_PRECONNECT_LEAD_S`` before the first is due."""
+    async def _pacer(self) -> Pacer:
+        """The run's pacer, with the first sends' connections opened before the first is due.
+
+        Without an agreed start the connections are opened first (for up to
+        ``_PRECONNECT_LEAD_S``) and the replay begins 50 ms later; with one (``--start-at``)
+        they are opened ``_PRECONNECT_LEAD_S`` before the first send, in what time is left.
+        """
+        loop = asyncio.get_running_loop()
+        if self.start is None:
+            await self._preconnect(_PRECONNECT_LEAD_S)
+            return Pacer(loop.time() + 0.05, precise=True)
+        pacer = Pacer(self.start, precise=True)
+        first = self.offsets[0] if self.offsets else 0.0
+        await self._wait(pacer, first - _PRECONNECT_LEAD_S)
+        budget = min(_PRECONNECT_LEAD_S, pacer.due(first) - loop.time() - 0.005)
+        if budget > 0 and not self.fanout.stop_requested():
+            await self._preconnect(budget)
+        return pacer
+
+    async def _preconnect(self, budget_s: float) -> None:
+        """Have each arm open one connection per record due in the schedule's first 100 ms."""
         if not self.offsets:
             return
         first = self.offsets[0]
         early = itertools.takewhile(lambda o: o < first + _PRECONNECT_WINDOW_S, self.offsets)
         count = sum(1 for _ in itertools.islice(early, _PRECONNECT_MAX))
-        await self._wait(pacer, first - _PRECONNECT_LEAD_S)
-        budget = pacer.due(first) - asyncio.get_running_loop().time() - 0.005
         targets = self.fanout.targets.values()
         openers = [o for t in targets if (o := getattr(t, "preconnect", None)) is not None]
-        if budget <= 0 or not openers or self.fanout.stop_requested():
+        if not openers:
             return
-        budget = min(budget, _PRECONNECT_LEAD_S)
-        opened = await asyncio.gather(*(opener(count, budget) for opener in openers))
+        opened = await asyncio.gather(*(opener(count, budget_s) for opener in openers))
         log.debug("opened %s connection(s) per arm before the first send (asked %d)", opened, count)
 
-    async def _schedule(self, pacer: Pacer) -> None:
-        await self._preconnect(pacer)
+    async def _schedule(self) -> None:
+        pacer = await self._pacer()
         fanout = self.fanout
         arms = list(fanout.targets)
         for item, offset in zip(self.items, self.offsets, strict=True):

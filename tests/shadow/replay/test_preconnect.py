@@ -148,14 +148,19 @@ class PreconnectingTarget(AnsweringTarget):
     def __init__(self, arm: str) -> None:
         super().__init__(arm)
         self.preconnects: list[tuple[int, float, int]] = []
+        self.opened_at: list[float] = []  # loop time of each preconnect
 
     async def preconnect(self, count: int, timeout_s: float) -> int:
         self.preconnects.append((count, timeout_s, len(self.sent)))
+        self.opened_at.append(asyncio.get_running_loop().time())
         return count
 
 
 async def _replay(
-    tmp_path: Path, offsets: list[float], targets: dict[str, AnsweringTarget]
+    tmp_path: Path,
+    offsets: list[float],
+    targets: dict[str, AnsweringTarget],
+    start: float | None = None,
 ) -> None:
     store = ResultsStore.open(tmp_path / "run.duckdb")
     store.start_run("p", source="test", config={}, arms=list(targets))
@@ -165,7 +170,10 @@ async def _replay(
     )
     loaded = records(len(offsets))
     replayer = Replayer(
-        fanout, items=[SourceItem(record=r, position=None) for r in loaded], offsets=offsets
+        fanout,
+        items=[SourceItem(record=r, position=None) for r in loaded],
+        offsets=offsets,
+        start=start,
     )
     await replayer.run()
     await writer.aclose()
@@ -176,7 +184,8 @@ async def test_each_arm_opens_the_first_100_ms_worth_before_the_first_send(
     tmp_path: Path,
 ) -> None:
     """Records 10 ms apart: 10 fall in the first 100 ms, so each arm opens 10, once, before
-    anything is sent, within the 50 ms before the start; an arm without preconnect is fine."""
+    anything is sent, given 250 ms (with no agreed start it begins after them); an arm without
+    preconnect is fine."""
     targets: dict[str, AnsweringTarget] = {
         "baseline": PreconnectingTarget("baseline"),
         "candidate": AnsweringTarget("candidate"),
@@ -187,7 +196,7 @@ async def test_each_arm_opens_the_first_100_ms_worth_before_the_first_send(
     assert len(baseline.preconnects) == 1
     count, budget, sent_before = baseline.preconnects[0]
     assert (count, sent_before) == (10, 0)
-    assert 0.0 < budget <= 0.05
+    assert budget == 0.25
     assert len(baseline.sent) == len(targets["candidate"].sent) == 30
 
 
@@ -196,3 +205,19 @@ async def test_a_dense_start_opens_at_most_16(tmp_path: Path) -> None:
     target = PreconnectingTarget("baseline")
     await _replay(tmp_path, [i * 0.0001 for i in range(1000)], {"baseline": target})
     assert [count for count, _, _ in target.preconnects] == [16]
+
+
+async def test_with_an_agreed_start_the_connections_open_250_ms_before_it(
+    tmp_path: Path,
+) -> None:
+    """With a start a second away (--start-at) the connections are opened 250 ms before it,
+    with that long (less a margin) to open, and the first send is after them."""
+    target = PreconnectingTarget("baseline")
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 1.0
+    await _replay(tmp_path, [0.0, 0.01], {"baseline": target}, start=start)
+    [(count, budget, sent_before)] = target.preconnects
+    assert (count, sent_before) == (2, 0)
+    assert 0.1 < budget <= 0.25  # a loaded machine may wake it a little late
+    assert 0.1 < start - target.opened_at[0] <= 0.26
+    assert len(target.sent) == 2
