@@ -17,6 +17,7 @@ import pickle
 import signal
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,11 +180,13 @@ def serve(sock: socket.socket, settings: Settings) -> None:
 
 
 async def report_changes(
-    tee: Tee, metrics: CaptureMetrics, writer: asyncio.StreamWriter, received: list[int]
+    tee: Tee, metrics: CaptureMetrics, writer: asyncio.StreamWriter, received: Callable[[], int]
 ) -> None:
+    """Every ``REPORT_S``, send the tee's state when it changed; ``received`` counts the
+    exchanges handed over so far."""
     last: State | None = None
     while True:
-        state = _state(tee, metrics, received[0])
+        state = _state(tee, metrics, received())
         if state != last:
             writer.write(frame(("state", state)))
             last = state
@@ -211,8 +214,8 @@ async def worker_main(sock: socket.socket, settings: Settings) -> None:
         linger_s=SINK_LINGER_S,
     )
     tee.start()
-    received = [0]  # exchanges handed over (a cell the reporter reads)
-    reporter = asyncio.create_task(report_changes(tee, metrics, writer, received))
+    received = 0  # exchanges handed over
+    reporter = asyncio.create_task(report_changes(tee, metrics, writer, lambda: received))
     grace_s = settings.orphan_grace_s
     try:
         while True:
@@ -226,12 +229,12 @@ async def worker_main(sock: socket.socket, settings: Settings) -> None:
                 break
             for flat in body:
                 tee.submit(restore(flat))
-            received[0] += len(body)
+            received += len(body)
     finally:
         reporter.cancel()
         await asyncio.gather(reporter, return_exceptions=True)
     report = await tee.aclose(grace_s)
     with contextlib.suppress(OSError):
-        writer.write(frame(("closed", (_state(tee, metrics, received[0]), report))))
+        writer.write(frame(("closed", (_state(tee, metrics, received), report))))
         await writer.drain()
     writer.close()
