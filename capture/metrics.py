@@ -111,6 +111,15 @@ class CaptureMetrics:
             )
         return counts
 
+    def dropped(self) -> int:
+        """Records dropped so far, every reason together."""
+        return int(
+            sum(
+                self.value("shadow_capture_records_dropped_total", reason=reason)
+                for reason in DROP_REASONS
+            )
+        )
+
     def add_tee_counts(self, delta: dict[str, float]) -> None:
         """Add counts another process's tee made (:meth:`tee_counts` differences) to these."""
         for key, n in delta.items():

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from capture.exchange import Exchange, RecordBuilder
 from capture.intake import Intake, body_bytes
-from capture.metrics import DROP_REASONS, CaptureMetrics
+from capture.metrics import CaptureMetrics
 from capture.sinks import ConfirmingSink, SinkError, TraceSink
 from capture.spool import Segment, Spool
 from shadow.trace.record import encode
@@ -126,7 +126,7 @@ class Tee:
         self.sent = 0
         metrics.watch(
             lambda: len(self.intake),
-            lambda: float(self.spool.bytes_on_disk),
+            lambda: float(self.spool_bytes),
             lambda: self.unconfirmed,
         )
 
@@ -392,13 +392,9 @@ class Tee:
             await asyncio.sleep(self.retry_min_s)
 
     def _report(self) -> DrainReport:
-        dropped = sum(
-            self.metrics.value("shadow_capture_records_dropped_total", reason=reason)
-            for reason in DROP_REASONS
-        )
         return DrainReport(
             sent=self.sent,
             spooled_pending=self.spool.pending,
-            dropped=int(dropped),
+            dropped=self.metrics.dropped(),
             unconfirmed=self.unconfirmed,
         )

@@ -53,7 +53,7 @@ from pathlib import Path
 
 from capture.exchange import Exchange, RecordBuilder
 from capture.intake import Intake
-from capture.metrics import DROP_REASONS, CaptureMetrics
+from capture.metrics import CaptureMetrics
 from capture.sinks import TraceSink
 from capture.tee import DrainReport
 from capture.worker_process import (
@@ -381,15 +381,11 @@ class ProcessTee:
         return self._report(report)
 
     def _report(self, report: DrainReport | None) -> DrainReport:
-        dropped = sum(
-            self.metrics.value("shadow_capture_records_dropped_total", reason=reason)
-            for reason in DROP_REASONS
-        )
         return DrainReport(
             sent=self.sent,
             spooled_pending=(
                 report.spooled_pending if report else int(self._state.get("spool_pending", 0))
             ),
-            dropped=int(dropped),
+            dropped=self.metrics.dropped(),
             unconfirmed=report.unconfirmed if report else self.unconfirmed,
         )

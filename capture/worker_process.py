@@ -150,7 +150,7 @@ def _place(settings: Settings) -> None:
     if settings.cpus == "auto":
         everything = set(range(os.cpu_count() or 1))
         others = everything - set(settings.serving_cpus)
-        if settings.serving_cpus and others and set(settings.serving_cpus) < everything:
+        if settings.serving_cpus and others:
             cpus = others  # the serving process is pinned: keep off its CPUs
     elif settings.cpus != "inherit":
         cpus = {int(part) for part in settings.cpus.split(",")}
